@@ -25,3 +25,20 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+TINY_TEXTS = [
+    "Wikipedia Title: Zorvak Telu\nZorvak Telu is a 1998 film directed by Mirel Okana.",
+    "Wikipedia Title: Mirel Okana\nMirel Okana is a film director born in Dresavo Pint.",
+    "Q: Answer the following question by reasoning step-by-step.\nWhere was the director of Zorvak Telu born?",
+    "A: Zorvak Telu was directed by Mirel Okana. Mirel Okana was born in Dresavo Pint. So the answer is: Dresavo Pint.",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved random tiny Qwen2 + locally trained tokenizer (built once per test session)."""
+    from steper.distill.tiny import load_or_build_tiny
+
+    cache = tmp_path_factory.mktemp("tiny")
+    return load_or_build_tiny(cache, lambda: TINY_TEXTS, vocab_size=512, hidden_size=64, num_layers=2)
