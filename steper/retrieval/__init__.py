@@ -1,0 +1,71 @@
+"""Retrieval: BM25 (bm25s + PyStemmer) over a dataset's corpus, built once and reloaded from disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from steper.retrieval.bm25 import FORMAT_VERSION, BM25Retriever, Bm25Tokenizer
+
+__all__ = ["BM25Retriever", "Bm25Tokenizer", "load_retriever", "index_dir", "retriever_params"]
+
+_PARAM_KEYS = ("k1", "b", "method", "stemmer", "stopwords")
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    """A DictConfig, dataclass or mapping → a plain dict (interpolations resolved)."""
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return dataclasses.asdict(cfg)
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    raise TypeError(f"expected a config (DictConfig, dataclass or dict), got {type(cfg).__name__}")
+
+
+def _short_hash(obj: Any, n: int = 10) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:n]
+
+
+def retriever_params(retriever_cfg: Any) -> dict[str, Any]:
+    """The BM25 parameters of a retriever config (what the index depends on; not top_k)."""
+    from steper.config import RetrieverConfig
+
+    d = {**dataclasses.asdict(RetrieverConfig()), **_plain(retriever_cfg)}
+    params = {key: d[key] for key in _PARAM_KEYS}
+    if isinstance(params["stopwords"], (list, tuple)):
+        params["stopwords"] = list(params["stopwords"])
+    return params
+
+
+def index_dir(dataset_cfg: Any, retriever_cfg: Any, cache_dir: str | os.PathLike) -> Path:
+    """`cache_dir/<dataset name>-<hash of dataset cfg>/bm25-<hash of BM25 params>/`."""
+    ds = _plain(dataset_cfg)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ds.get("name") or "dataset"))
+    params = retriever_params(retriever_cfg)
+    return Path(cache_dir) / f"{name}-{_short_hash(ds)}" / f"bm25-{_short_hash([FORMAT_VERSION, params])}"
+
+
+def load_retriever(dataset_cfg: Any, retriever_cfg: Any, cache_dir: str | os.PathLike) -> BM25Retriever:
+    """The BM25 retriever over the dataset's corpus: reloaded from the cache, or built and cached."""
+    from steper.data import load_corpus
+
+    return BM25Retriever.load_or_build(
+        index_dir(dataset_cfg, retriever_cfg, cache_dir),
+        lambda: load_corpus(dataset_cfg, cache_dir),
+        **retriever_params(retriever_cfg),
+    )

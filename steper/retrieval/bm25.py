@@ -1,0 +1,429 @@
+"""BM25 over `title + " " + text`, on bm25s (eager sparse scoring) and PyStemmer.
+
+One `Bm25Tokenizer` (lower-case, bm25s's word pattern, stopword removal, Snowball stemming) serves
+both the index and the queries; its settings and resolved stopword list are saved with the index,
+so a reloaded index tokenizes queries exactly as the corpus was tokenized.
+
+On disk (`save`), one directory, written to a temp dir and renamed into place:
+
+    meta.json              format version, params, resolved stopwords, number of paragraphs
+    *.index.npy/.json      the bm25s index (bm25s's own `save`)
+    paragraphs.jsonl       one Paragraph per line, in index order (pid always set)
+    paragraphs.offsets.npy byte offset of each line (n + 1 entries), so a loaded index reads a
+                           paragraph on demand from a memory map instead of parsing the whole file
+
+Retrieval returns only passages that share at least one term with the query (score above the
+no-match baseline), like a search engine: fewer than k passages can come back, and a query made
+only of stopwords or unknown words returns none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import mmap
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steper.data.schema import Paragraph
+from steper.errors import SteperError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
+META_FILE = "meta.json"
+PARAGRAPHS_FILE = "paragraphs.jsonl"
+OFFSETS_FILE = "paragraphs.offsets.npy"
+# bm25s's own file names (its `save` defaults); checked to exist before loading.
+BM25S_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")
+# A build over at least this many paragraphs shows a progress message.
+PROGRESS_MIN_PARAGRAPHS = 20_000
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) default token pattern
+
+
+def _resolve_stopwords(stopwords: str | Sequence[str] | None) -> list[str]:
+    """A stopword spec (a bm25s language name such as "en", a list of words, or None) → the words."""
+    if stopwords is None or stopwords is False:
+        return []
+    if isinstance(stopwords, str):
+        from bm25s.tokenization import Tokenizer
+
+        try:
+            return sorted(Tokenizer(stopwords=stopwords).stopwords)
+        except ValueError:
+            raise SteperError(
+                f"retriever: unknown stopwords {stopwords!r}. Use a bm25s language name "
+                "(en, de, fr, es, ...), a list of words, or null for none."
+            ) from None
+    return sorted({str(w).lower() for w in stopwords})
+
+
+def _make_stemmer(stemmer: str | None):
+    if stemmer is None:
+        return None
+    import Stemmer
+
+    if stemmer not in Stemmer.algorithms():
+        raise SteperError(
+            f"retriever: unknown stemmer {stemmer!r}. Use one of PyStemmer's algorithms "
+            f"({', '.join(Stemmer.algorithms())}) or null for no stemming."
+        )
+    return Stemmer.Stemmer(stemmer)
+
+
+class Bm25Tokenizer:
+    """Lower-case → words of 2+ word characters → drop stopwords → Snowball stem.
+
+    `encode_corpus` builds the vocabulary (stem → id); `encode_queries` maps query words to the ids of
+    that vocabulary, dropping words whose stem the corpus never had.
+    """
+
+    def __init__(self, stemmer: str | None, stopwords: Sequence[str]):
+        self.stemmer_name = stemmer
+        self.stopwords = frozenset(stopwords)
+        self._stemmer = _make_stemmer(stemmer)
+
+    def words(self, text: str) -> list[str]:
+        """The stemmed tokens of one text, as strings (for inspection and other BM25 implementations)."""
+        toks = [w for w in _WORD.findall(text.lower()) if w not in self.stopwords]
+        return self._stemmer.stemWords(toks) if self._stemmer is not None and toks else toks
+
+    def encode_corpus(self, texts: Sequence[str]) -> tuple[list[list[int]], dict[str, int]]:
+        """Token ids of each text and the vocabulary (stem → contiguous id) they index into."""
+        vocab: dict[str, int] = {}
+        word_id: dict[str, int] = {w: -1 for w in self.stopwords}  # raw word → token id (-1: stopword)
+        get = word_id.get
+        out: list[list[int]] = []
+        for text in texts:
+            words = _WORD.findall(text.lower())
+            ids = list(map(get, words))
+            if None in ids:
+                new = list(dict.fromkeys(w for w, i in zip(words, ids) if i is None))
+                stems = self._stemmer.stemWords(new) if self._stemmer is not None else new
+                for w, s in zip(new, stems):
+                    word_id[w] = vocab.setdefault(s, len(vocab))
+                ids = [word_id[w] for w in words]
+            out.append([i for i in ids if i >= 0])
+        return out, vocab
+
+    def encode_queries(self, queries: Sequence[str], vocab: dict[str, int]) -> list[list[int]]:
+        out = []
+        for q in queries:
+            out.append([vocab[s] for s in self.words(q) if s in vocab])
+        return out
+
+
+def _params(k1: float, b: float, method: str, stemmer: str | None, stopwords: Any) -> dict[str, Any]:
+    """The parameters that define an index, validated and in a canonical (JSON-comparable) form."""
+    if method not in METHODS:
+        raise SteperError(f"retriever: unknown BM25 method {method!r}; use one of {', '.join(METHODS)}")
+    if not isinstance(stopwords, (str, type(None))):
+        stopwords = sorted({str(w).lower() for w in stopwords})
+    return {
+        "k1": float(k1),
+        "b": float(b),
+        "method": method,
+        "stemmer": stemmer,
+        "stopwords": stopwords if stopwords is not False else None,
+    }
+
+
+def _paragraph_line(p: Paragraph) -> bytes:
+    return (json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class _LazyParagraphs:
+    """Paragraphs read on demand from the saved JSONL through a memory map (constant memory, instant load)."""
+
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self.path = path
+        self.offsets = offsets
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> Paragraph:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return Paragraph.from_dict(json.loads(self._mm[start:end]))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class BM25Retriever:
+    """BM25 retrieval over a list of `Paragraph`s; build once, `save`, and `load` later."""
+
+    def __init__(
+        self, bm25, paragraphs, tokenizer: Bm25Tokenizer, params: dict[str, Any], n_threads: int = 0
+    ):
+        self._bm25 = bm25
+        self._paragraphs = paragraphs  # list[Paragraph] or _LazyParagraphs, pid always set
+        self.tokenizer = tokenizer
+        self.params = params
+        # Threads for bm25s's batched retrieval: 0 = sequential, -1 = all CPUs.
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(
+        cls,
+        paragraphs: Sequence[Paragraph],
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
+        stemmer: str | None = "english",
+        stopwords: str | Sequence[str] | None = "en",
+    ) -> BM25Retriever:
+        """Index `title + " " + text` of each paragraph. A paragraph without a pid gets its position."""
+        import bm25s
+
+        params = _params(k1, b, method, stemmer, stopwords)
+        paras = [
+            p if p.pid is not None else dataclasses.replace(p, pid=str(i)) for i, p in enumerate(paragraphs)
+        ]
+        if not paras:
+            raise SteperError(
+                "retriever: the corpus is empty, nothing to index. Check the dataset's corpus files."
+            )
+        tokenizer = Bm25Tokenizer(stemmer, _resolve_stopwords(params["stopwords"]))
+        console = status = None
+        if len(paras) >= PROGRESS_MIN_PARAGRAPHS:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            console.log(f"Building the BM25 index over {len(paras):,} paragraphs (once; it is cached)")
+            status = console.status("Tokenizing and indexing…")
+            status.start()
+        t0 = time.perf_counter()
+        try:
+            ids, vocab = tokenizer.encode_corpus([f"{p.title} {p.text}" for p in paras])
+            if not vocab:
+                raise SteperError(
+                    "retriever: the corpus has no indexable word (every paragraph is empty or stopwords)."
+                )
+            model = bm25s.BM25(k1=params["k1"], b=params["b"], method=method, backend="numpy")
+            model.index((ids, vocab), create_empty_token=False, show_progress=False)
+        finally:
+            if status is not None:
+                status.stop()
+        if console is not None:
+            console.log(f"BM25 index built: {len(vocab):,} terms, {time.perf_counter() - t0:.1f}s")
+        return cls(model, paras, tokenizer, params)
+
+    # -------------------------------------------------------------- retrieve
+    def __len__(self) -> int:
+        return len(self._paragraphs)
+
+    def paragraph(self, i: int) -> Paragraph:
+        """The i-th indexed paragraph (a copy)."""
+        return dataclasses.replace(self._paragraphs[i])
+
+    def retrieve_with_scores(
+        self, queries: Sequence[str], k: int, n_threads: int | None = None
+    ) -> tuple[list[list[Paragraph]], list[list[float]]]:
+        """Top-k paragraphs (copies, pid set) and their BM25 scores per query, best first.
+
+        One call for all queries (`n_threads` > 0 or -1 spreads them over a thread pool). Only
+        paragraphs sharing a term with the query come back (so possibly fewer than k, none for a
+        stopword-only query); k is clipped to the corpus size. Equal scores are ordered by corpus
+        position, so results are deterministic and do not depend on batching or threads.
+        """
+        if isinstance(queries, str):
+            raise TypeError("retrieve takes a list of queries; wrap a single query in a list")
+        n = len(queries)
+        docs: list[list[Paragraph]] = [[] for _ in range(n)]
+        scores: list[list[float]] = [[] for _ in range(n)]
+        k = min(int(k), len(self._paragraphs))
+        if k <= 0 or n == 0:
+            return docs, scores
+        token_ids = self.tokenizer.encode_queries(queries, self._bm25.vocab_dict)
+        todo = [i for i, t in enumerate(token_ids) if t]
+        n_threads = self.n_threads if n_threads is None else n_threads
+        if n_threads < 0:
+            n_threads = os.cpu_count() or 1
+        topk = partial(self._topk, k=k)
+        if n_threads > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=n_threads) as pool:
+                results = list(pool.map(topk, (token_ids[i] for i in todo)))
+        else:
+            results = [topk(token_ids[i]) for i in todo]
+        for qi, (idx, sc) in zip(todo, results):
+            docs[qi] = [self.paragraph(int(j)) for j in idx]
+            scores[qi] = [float(x) for x in sc]
+        return docs, scores
+
+    def _topk(self, ids: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and scores of the k best documents scoring above the no-match baseline.
+
+        bm25s scores the query (`get_scores_from_ids`); the selection is done here, among matching
+        documents only: numpy's argpartition over the whole score vector (bm25s's `retrieve`)
+        degenerates to ~10 ms per query when most documents tie at 0, the usual case.
+        """
+        ids_arr = np.asarray(ids, dtype=np.int64)
+        s = self._bm25.get_scores_from_ids(ids_arr)
+        nonocc = self._bm25.nonoccurrence_array  # bm25l / bm25+: a constant every document gets
+        base = nonocc[ids_arr].sum() if nonocc is not None else 0.0
+        cand = np.flatnonzero(s > base)  # ascending corpus position
+        cs = s[cand]
+        if len(cand) > k:
+            kth = cs[np.argpartition(-cs, k - 1)[:k]].min()  # the k-th best score
+            above = cs > kth
+            ties = np.flatnonzero(cs == kth)[: k - int(above.sum())]  # lowest positions first
+            keep = np.sort(np.concatenate([np.flatnonzero(above), ties]))
+            cand, cs = cand[keep], cs[keep]
+        order = np.lexsort((cand, -cs))  # score desc, then corpus position
+        return cand[order], cs[order]
+
+    def retrieve(self, queries: Sequence[str], k: int, n_threads: int | None = None) -> list[list[Paragraph]]:
+        """Top-k paragraphs per query (see `retrieve_with_scores`)."""
+        return self.retrieve_with_scores(queries, k, n_threads=n_threads)[0]
+
+    # ------------------------------------------------------------ save/load
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index and its paragraphs into `path` atomically (temp dir, then rename)."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            self._bm25.save(tmp, show_progress=False)
+            offsets = np.zeros(len(self._paragraphs) + 1, dtype=np.int64)
+            with open(tmp / PARAGRAPHS_FILE, "wb") as f:
+                pos = 0
+                for i, p in enumerate(self._paragraphs):
+                    line = _paragraph_line(p)
+                    f.write(line)
+                    pos += len(line)
+                    offsets[i + 1] = pos
+            np.save(tmp / OFFSETS_FILE, offsets)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "params": self.params,
+                "stopword_list": sorted(self.tokenizer.stopwords),
+                "num_paragraphs": len(self._paragraphs),
+                "bm25s_version": _bm25s_version(),
+            }
+            # meta.json last: its presence marks a complete directory even before the rename.
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            _replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap_index: bool = False) -> BM25Retriever:
+        """Load a saved index. `mmap_index=True` memory-maps the score arrays too (less RAM, slower first queries).
+
+        Raises a SteperError naming the directory when it is missing, incomplete or corrupt.
+        """
+        import bm25s
+
+        path = Path(path)
+        meta = _read_meta(path)
+        missing = [f for f in (*BM25S_FILES, PARAGRAPHS_FILE, OFFSETS_FILE) if not (path / f).is_file()]
+        if missing:
+            raise SteperError(
+                f"BM25 index at {path} is incomplete (missing {', '.join(missing)}); delete it to rebuild"
+            )
+        try:
+            offsets = np.load(path / OFFSETS_FILE, mmap_mode="r")
+            n = int(meta["num_paragraphs"])
+            if len(offsets) != n + 1 or int(offsets[-1]) != (path / PARAGRAPHS_FILE).stat().st_size:
+                raise ValueError("paragraphs file does not match its offsets")
+            model = bm25s.BM25.load(path, mmap=mmap_index, show_progress=False)
+            if int(model.scores["num_docs"]) != n:
+                raise ValueError(f"index has {model.scores['num_docs']} documents, meta says {n}")
+            params = meta["params"]
+            tokenizer = Bm25Tokenizer(params["stemmer"], meta["stopword_list"])
+            paragraphs = _LazyParagraphs(path / PARAGRAPHS_FILE, offsets)
+        except SteperError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SteperError(f"BM25 index at {path} is corrupt ({e}); delete it to rebuild") from None
+        return cls(model, paragraphs, tokenizer, params)
+
+    @classmethod
+    def load_or_build(
+        cls,
+        path: str | os.PathLike,
+        paragraphs_fn: Callable[[], Sequence[Paragraph]],
+        **params: Any,
+    ) -> BM25Retriever:
+        """Reload the index saved at `path` if it was built with the same params, else build and save it.
+
+        `paragraphs_fn` is only called when building. A corrupt or partial directory is rebuilt
+        (with a warning), never an error.
+        """
+        path = Path(path)
+        defaults = {"k1": 1.5, "b": 0.75, "method": "lucene", "stemmer": "english", "stopwords": "en"}
+        unknown = set(params) - set(defaults)
+        if unknown:
+            raise TypeError(f"load_or_build: unknown BM25 parameter(s) {sorted(unknown)}")
+        want = _params(**{**defaults, **params})
+        if path.exists():
+            try:
+                meta = _read_meta(path)
+                if meta.get("params") == want:
+                    return cls.load(path)
+                log.info("BM25 index at %s was built with other parameters; rebuilding", path)
+            except SteperError as e:
+                log.warning("%s; rebuilding it", e)
+        retriever = cls.build(list(paragraphs_fn()), **want)
+        retriever.save(path)
+        return retriever
+
+
+def _bm25s_version() -> str:
+    import bm25s
+
+    return getattr(bm25s, "__version__", "unknown")
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    f = path / META_FILE
+    if not f.is_file():
+        raise SteperError(f"BM25 index at {path} is missing or incomplete (no {META_FILE}); build it first")
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SteperError(
+            f"BM25 index at {path}: unreadable {META_FILE} ({e}); delete it to rebuild"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise SteperError(
+            f"BM25 index at {path} has format {meta.get('format_version') if isinstance(meta, dict) else '?'}, "
+            f"this version reads {FORMAT_VERSION}; delete it to rebuild"
+        )
+    return meta
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory `src` to `dst`, replacing whatever was there (restored if the move fails)."""
+    if not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+    os.replace(dst, old / dst.name)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old / dst.name, dst)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
