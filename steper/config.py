@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from steper.errors import SteperError
+from steper.generators.base import TeacherConfig
 
 
 @dataclass
@@ -35,6 +36,8 @@ class DatasetConfig:
     test_path: str | None = None  # only for formats that ship a separate test file (ircot)
     aliases_path: str | None = None  # 2Wiki id_aliases.json
     corpus_path: str | None = None  # HotpotQA abstracts dump, or a prepared corpus JSONL
+    # More question files whose contexts join the corpus (IRCoT's 2Wiki corpus adds test.json).
+    corpus_sources: list[str] | None = None
     dev_ids_path: str | None = None
     test_ids_path: str | None = None
     strict: bool = True
@@ -57,10 +60,182 @@ class RetrieverConfig:
     top_k: int = 4
 
 
+# ---- train.py (conf/train.yaml). Fields default to MISSING ("???") where an option's file may
+# leave them out, so validation checks names and types without injecting keys; `steper.train`
+# drops missing keys before instantiating.
+
+
+@dataclass
+class StudentModelConfig:
+    name: str = MISSING
+    name_or_path: str = MISSING
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    tiny: dict[str, Any] | None = None
+    decoder_layer: str | None = None
+    lr: float = MISSING
+    max_epochs: int = MISSING
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    precision: str = MISSING
+    batch_size: int = MISSING
+    max_length: int = MISSING
+
+
+@dataclass
+class StepwiseDataConfig:
+    _target_: str = "steper.distill.datamodule.StepwiseDataModule"
+    data_dir: str = MISSING
+    method: str = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int | None = None
+    max_length: int = MISSING
+    chat: Any = "auto"
+    loss_on_prefix: bool = False
+    length_grouped: bool = True
+    num_workers: int = 0
+    seed: int = 0
+    limit_train: int | None = None
+    limit_val: int | None = None
+    megabatch: int = MISSING
+    pad_to_multiple_of: int | None = MISSING
+
+
+@dataclass
+class WeightingConfig:
+    name: str = MISSING
+    _target_: str = MISSING
+    lambdas: Any = MISSING  # FixedWeighting: 3 numbers (first, mid, final) or a preset name
+    init: float = MISSING  # AdaptiveWeighting
+    clamp: float = MISSING
+    lr: float | None = MISSING
+
+
+@dataclass
+class MethodConfig:
+    name: str = "steper"
+
+
+@dataclass
+class PeftConfig:
+    enabled: bool = False
+    r: int = MISSING
+    lora_alpha: int = MISSING
+    lora_dropout: float = MISSING
+    target_modules: Any = MISSING
+    bias: str = MISSING
+    use_rslora: bool = MISSING
+    modules_to_save: Any = MISSING
+
+
+@dataclass
+class ModuleConfig:
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    weighting_lr: float | None = None
+
+
+@dataclass
+class TrainerConfig:
+    """lightning.pytorch.Trainer's arguments (logger and callbacks come from their own groups)."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: Any = MISSING
+    strategy: Any = MISSING
+    devices: Any = MISSING
+    num_nodes: int = MISSING
+    precision: Any = MISSING
+    fast_dev_run: Any = MISSING
+    max_epochs: int | None = MISSING
+    min_epochs: int | None = MISSING
+    max_steps: int = MISSING
+    min_steps: int | None = MISSING
+    max_time: Any = MISSING
+    limit_train_batches: Any = MISSING
+    limit_val_batches: Any = MISSING
+    limit_test_batches: Any = MISSING
+    limit_predict_batches: Any = MISSING
+    overfit_batches: Any = MISSING
+    val_check_interval: Any = MISSING
+    check_val_every_n_epoch: int | None = MISSING
+    num_sanity_val_steps: int | None = MISSING
+    log_every_n_steps: int | None = MISSING
+    enable_checkpointing: bool | None = MISSING
+    enable_progress_bar: bool | None = MISSING
+    enable_model_summary: bool | None = MISSING
+    accumulate_grad_batches: int = MISSING
+    gradient_clip_val: float | None = MISSING
+    gradient_clip_algorithm: str | None = MISSING
+    deterministic: Any = MISSING
+    benchmark: bool | None = MISSING
+    inference_mode: bool = MISSING
+    use_distributed_sampler: bool = MISSING
+    profiler: Any = MISSING
+    detect_anomaly: bool = MISSING
+    barebones: bool = MISSING
+    plugins: Any = MISSING
+    sync_batchnorm: bool = MISSING
+    reload_dataloaders_every_n_epochs: int = MISSING
+    default_root_dir: str | None = MISSING
+
+
+@dataclass
+class WandbConfig:
+    _target_: str = "lightning.pytorch.loggers.WandbLogger"
+    project: str = "steper"
+    entity: str | None = None
+    name: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    save_dir: str = MISSING
+    offline: Any = "auto"  # auto | true | false
+    log_model: Any = False
+    job_type: str | None = None
+    notes: str | None = MISSING
+    mode: str | None = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig | None = MISSING
+    csv: Any = MISSING
+    tensorboard: Any = MISSING
+
+
+@dataclass
+class CallbacksConfig:
+    model_checkpoint: Any = MISSING
+    trainable_only: Any = MISSING
+    lr_monitor: Any = MISSING
+    progress_bar: Any = MISSING
+    early_stopping: Any = MISSING
+    model_summary: Any = MISSING
+
+
+@dataclass
+class TrainEvalConfig:
+    enabled: bool = False
+    limit: int | None = 100
+
+
 SCHEMAS: dict[str, type] = {
     "paths": PathsConfig,
     "dataset": DatasetConfig,
     "retriever": RetrieverConfig,
+    # train.py
+    "model": StudentModelConfig,
+    "data": StepwiseDataConfig,
+    "weighting": WeightingConfig,
+    "method": MethodConfig,
+    "peft": PeftConfig,
+    "module": ModuleConfig,
+    "trainer": TrainerConfig,
+    "logger": LoggerConfig,
+    "callbacks": CallbacksConfig,
+    "eval": TrainEvalConfig,
+    "teacher": TeacherConfig,
 }
 
 

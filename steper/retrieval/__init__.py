@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,11 +52,12 @@ def retriever_params(retriever_cfg: Any) -> dict[str, Any]:
 
 
 def index_dir(dataset_cfg: Any, retriever_cfg: Any, cache_dir: str | os.PathLike) -> Path:
-    """`cache_dir/<dataset name>-<hash of dataset cfg>/bm25-<hash of BM25 params>/`."""
-    ds = _plain(dataset_cfg)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ds.get("name") or "dataset"))
+    """`<the corpus's cache folder>/bm25-<hash of BM25 params>/`: beside the corpus it indexes, so only
+    the fields that decide the corpus (not e.g. `strict` or id lists) trigger a rebuild."""
+    from steper.data import corpus_cache_path
+
     params = retriever_params(retriever_cfg)
-    return Path(cache_dir) / f"{name}-{_short_hash(ds)}" / f"bm25-{_short_hash([FORMAT_VERSION, params])}"
+    return corpus_cache_path(dataset_cfg, cache_dir).parent / f"bm25-{_short_hash([FORMAT_VERSION, params])}"
 
 
 def load_retriever(dataset_cfg: Any, retriever_cfg: Any, cache_dir: str | os.PathLike) -> BM25Retriever:

@@ -1,0 +1,178 @@
+"""One way in: `load_questions(dataset_cfg, split)` and `load_corpus(dataset_cfg, cache_dir)`.
+
+`dataset_cfg` is the `dataset` config section: an omegaconf DictConfig, a `steper.config.DatasetConfig`,
+or a plain dict with the same keys.
+
+Splits:
+- train: the official train file (`train_path`).
+- dev / test: IRCoT's 100 / 500 questions sampled from the official dev file (`dev_path`, see
+  `steper.data.subsets`), or the questions listed in `dev_ids_path` / `test_ids_path`.
+- format `ircot`: when `test_path` is set, dev = the `dev_path` file as it is and test = the
+  `test_path` file (IRCoT's released dev_subsampled.jsonl / test_subsampled.jsonl); without
+  `test_path`, `dev_path` is taken to be IRCoT's full processed dev.jsonl and subsampled as above.
+- format `toy`: the synthetic world of `steper.data.toy`.
+
+The corpus is cached under `cache_dir/<name>-<hash>/corpus.jsonl`, the hash taken over the config
+fields that decide the corpus (name, format, question and corpus paths), so changing `strict` or
+the id lists does not rebuild it. Extra question files whose paragraphs belong in the corpus (IRCoT
+also indexes 2Wiki's test.json and MuSiQue's `full` files) can be listed in an optional
+`corpus_sources` key.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import json
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from steper.config import DatasetConfig
+from steper.data.corpus import load_or_build_corpus
+from steper.data.readers import read_questions
+from steper.data.schema import Paragraph, Question
+from steper.data.subsets import ircot_subsets, select_by_ids
+from steper.errors import SteperError
+
+FORMATS = ("toy", "hotpot", "hotpot_hf", "2wiki", "musique", "ircot")
+SPLITS = ("train", "dev", "test")
+_CORPUS_KEYS = ("name", "format", "train_path", "dev_path", "test_path", "corpus_path", "corpus_sources")
+# The toy world's paragraphs depend on its seed and on how many questions it must supply.
+_TOY_KEYS = ("seed", "n_train", "n_dev", "n_test", "hops")
+
+
+def _as_dict(cfg: Any) -> dict[str, Any]:
+    if is_dataclass(cfg) and not isinstance(cfg, type):
+        d = asdict(cfg)
+    elif isinstance(cfg, dict):
+        d = dict(cfg)
+    else:
+        try:
+            from omegaconf import DictConfig, OmegaConf
+        except ImportError:  # pragma: no cover - omegaconf is a dependency
+            DictConfig = ()  # noqa: N806
+        if not isinstance(cfg, DictConfig):
+            raise SteperError(
+                f"dataset config: expected a DictConfig, a DatasetConfig or a dict, got {type(cfg).__name__}"
+            )
+        d = OmegaConf.to_container(cfg, resolve=True)
+    defaults = {f.name: getattr(DatasetConfig(), f.name) for f in fields(DatasetConfig)}
+    return {**defaults, **d}
+
+
+def _format(c: dict[str, Any]) -> str:
+    fmt = c.get("format")
+    if fmt not in FORMATS:
+        raise SteperError(
+            f"dataset `{c.get('name')}`: unknown format {fmt!r}. Valid formats: {', '.join(FORMATS)} "
+            "(set dataset.format=...)."
+        )
+    return fmt
+
+
+def _exists(path: str) -> bool:
+    if any(ch in path for ch in "*?["):
+        return bool(glob.glob(path))
+    return Path(path).exists()
+
+
+def _path(c: dict[str, Any], key: str) -> str:
+    """The file a config key points at; a SteperError naming the key and the README section if absent."""
+    value = c.get(key)
+    if not value:
+        raise SteperError(
+            f"dataset `{c['name']}` (format {c['format']}): `{key}` is not set. Set dataset.{key}=/path/to/file; "
+            'see the README section "Real datasets" for the files each dataset needs.'
+        )
+    value = str(value)
+    if not _exists(value):
+        raise SteperError(
+            f"dataset `{c['name']}`: {key} = {value} not found. Put the official files there as the README "
+            f'section "Real datasets" describes, or point dataset.{key} at them.'
+        )
+    return value
+
+
+def _read(c: dict[str, Any], key: str) -> list[Question]:
+    path = _path(c, key)
+    aliases = _path(c, "aliases_path") if c["format"] == "2wiki" and c.get("aliases_path") else None
+    return read_questions(
+        path, c["format"], strict=bool(c["strict"]), dataset=c["name"], aliases_path=aliases
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _toy_world(seed: int, n_train: int, n_dev: int, n_test: int, hops: tuple[int, ...]):
+    from steper.data.toy import make_world
+
+    return make_world(seed=seed, n_train=n_train, n_dev=n_dev, n_test=n_test, hops=list(hops))
+
+
+def _toy(c: dict[str, Any]):
+    return _toy_world(int(c["seed"]), int(c["n_train"]), int(c["n_dev"]), int(c["n_test"]), tuple(c["hops"]))
+
+
+def load_questions(dataset_cfg: Any, split: str) -> list[Question]:
+    """The questions of one split (train | dev | test) of the configured dataset."""
+    c = _as_dict(dataset_cfg)
+    fmt = _format(c)
+    if split not in SPLITS:
+        raise SteperError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if fmt == "toy":
+        return list(getattr(_toy(c), split))
+    if split == "train":
+        return _read(c, "train_path")
+
+    ids_path = c.get(f"{split}_ids_path")
+    if fmt == "ircot" and c.get("test_path"):
+        if ids_path:
+            pool = {q.qid: q for q in _read(c, "dev_path") + _read(c, "test_path")}
+            return select_by_ids(
+                list(pool.values()), _path(c, f"{split}_ids_path"), source=f"{c['dev_path']} + test"
+            )
+        return _read(c, "dev_path" if split == "dev" else "test_path")
+    dev_all = _read(c, "dev_path")
+    if ids_path:
+        return select_by_ids(dev_all, _path(c, f"{split}_ids_path"), source=str(c["dev_path"]))
+    dev, test = ircot_subsets(dev_all, source=str(c["dev_path"]))
+    return dev if split == "dev" else test
+
+
+def corpus_cache_path(dataset_cfg: Any, cache_dir: str | Path) -> Path:
+    """`cache_dir/<name>-<short hash of the corpus-deciding config fields>/corpus.jsonl`."""
+    c = _as_dict(dataset_cfg)
+    keys = _CORPUS_KEYS + (_TOY_KEYS if c.get("format") == "toy" else ())
+    key = json.dumps({k: c.get(k) for k in keys}, sort_keys=True, default=str)
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
+    return Path(cache_dir) / f"{c['name']}-{digest}" / "corpus.jsonl"
+
+
+def load_corpus(dataset_cfg: Any, cache_dir: str | Path) -> list[Paragraph]:
+    """The retrieval corpus of the configured dataset, built once and reloaded (see module doc)."""
+    c = _as_dict(dataset_cfg)
+    fmt = _format(c)
+    if fmt == "toy":
+        return list(_toy(c).paragraphs)
+    corpus_path = _path(c, "corpus_path") if c.get("corpus_path") else None
+    question_files: list[tuple[str, str]] = []
+    if corpus_path is None:
+        keys = [k for k in ("train_path", "dev_path", "test_path") if c.get(k)]
+        if not keys:
+            _path(c, "train_path")  # raises: nothing to build from
+        question_files = [(_path(c, k), fmt) for k in keys]
+        for extra in c.get("corpus_sources") or []:
+            if not _exists(str(extra)):
+                raise SteperError(f"dataset `{c['name']}`: corpus_sources entry {extra} not found")
+            question_files.append((str(extra), fmt))
+    return load_or_build_corpus(
+        corpus_cache_path(c, cache_dir),
+        dataset=c["name"],
+        question_files=question_files,
+        corpus_path=corpus_path,
+        strict=bool(c["strict"]),
+    )
+
+
+__all__ = ["FORMATS", "SPLITS", "corpus_cache_path", "load_corpus", "load_questions"]
