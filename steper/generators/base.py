@@ -1,0 +1,226 @@
+"""The one small interface every text generator implements (teacher and student alike).
+
+The reasoning loop (method.md §3) builds a `GenerationRequest` per open question and step, hands
+a batch of them to `Generator.generate`, and gets back one raw continuation per request (or
+`None` when that request failed after retries; the caller counts and decides). The loop keeps
+the first sentence of each continuation itself.
+
+`Generator.render` is the exact text a model sees for a request: `prompts.render` with the
+backend's tokenizer and chat setting, so the training data (which renders through the same
+function) and inference never disagree. `Generator.fits` says whether a rendered prompt leaves room
+for `max_new_tokens` in the context window; the loop uses it with `prompts.fit_passages` to cut
+passages, never the question.
+
+Backends: `oracle` (writes the gold chain, no model), `hf` (a local transformers model), `openai`
+(any OpenAI-compatible server: vLLM, TGI, SGLang, OpenAI). `build_generator(cfg)` makes one from
+a `teacher` config section; `TeacherConfig` is that section's schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from steper.errors import SteperError
+
+if TYPE_CHECKING:  # steper.config imports this module; steper.data imports steper.config
+    from steper.data.schema import Paragraph, Question
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: the prompt (user part), the reasoning so far, and what the oracle needs."""
+
+    prompt: str  # the user part, from prompts.build_prompt(question, passages, demos)
+    prefix: str = ""  # reasoning so far r_1..r_{s-1}, joined by " "
+    question: Question | None = None  # for the oracle
+    step: int = 0  # 0-based index of the sentence to write
+    passages: list[Paragraph] = field(default_factory=list)  # the accumulated passages in the prompt
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """`text` up to (not including) the earliest occurrence of any stop string."""
+    if not stop:
+        return text
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
+def chat_setting(value: Any) -> bool | str:
+    """Normalise a `chat` option (`auto`, true/false, or their string forms) to `"auto"` or a bool."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return "auto"
+    v = str(value).strip().lower()
+    if v == "auto":
+        return "auto"
+    if v in ("true", "yes", "on", "1"):
+        return True
+    if v in ("false", "no", "off", "0"):
+        return False
+    raise SteperError(f"teacher.chat must be auto, true or false, got {value!r}")
+
+
+def stop_list(value: Any) -> list[str]:
+    """Normalise a `stop` option: None, one string, or a list of strings (empty strings dropped)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    return [str(s) for s in value if s]
+
+
+class Generator(ABC):
+    """Base class: rendering, fitting, stats and lifecycle; subclasses implement `generate`.
+
+    `stats` counts: `requests`, `failures` (requests answered None), `retries`, `prompt_tokens`
+    and `generated_tokens` (when the backend knows them), `seconds` (wall time inside generate).
+    Counters are updated under a lock, so backends may update them from worker threads.
+    """
+
+    name: str = "base"
+
+    def __init__(
+        self, max_new_tokens: int = 64, stop: Sequence[str] | str | None = None, temperature: float = 0.0
+    ):
+        if int(max_new_tokens) < 1:
+            raise SteperError(f"teacher.max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.max_new_tokens = int(max_new_tokens)
+        self.stop = stop_list(stop)
+        self.temperature = float(temperature or 0.0)
+        self.tokenizer = None  # set by backends that have one; used by render
+        self.chat = False  # whether render uses the tokenizer's chat template
+        self.stats: dict[str, Any] = {
+            "requests": 0,
+            "failures": 0,
+            "retries": 0,
+            "prompt_tokens": 0,
+            "generated_tokens": 0,
+            "seconds": 0.0,
+        }
+        self._stats_lock = threading.Lock()
+
+    # -- what the model sees -------------------------------------------------------------------
+    def render(self, prompt: str, prefix: str = "") -> str:
+        """The exact text sent to the model for this prompt and reasoning so far."""
+        from steper.reasoning import prompts
+
+        return prompts.render(prompt, prefix, self.tokenizer, self.chat)
+
+    def fits(self, rendered: str) -> bool:
+        """Whether `rendered` fits the context window with room for `max_new_tokens`."""
+        return True
+
+    # -- generation ----------------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, requests: list[GenerationRequest]) -> list[str | None]:
+        """One raw continuation per request, in order; None for a request that failed."""
+
+    def _count(self, **deltas: float) -> None:
+        with self._stats_lock:
+            for k, v in deltas.items():
+                self.stats[k] = self.stats.get(k, 0) + v
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release resources (threads, connections, GPU memory). Safe to call twice."""
+        return None
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_new_tokens={self.max_new_tokens}, stop={self.stop!r})"
+
+
+@dataclass
+class TeacherConfig:
+    """Schema of the `teacher` config section (conf/teacher/*.yaml). Each backend reads its own
+    fields and ignores the others', so one schema serves all three."""
+
+    # oracle | hf | openai
+    name: str = "oracle"
+    # -- shared by hf and openai --
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=lambda: ["\n"])
+    temperature: float = 0.0  # 0 = greedy
+    # chat template: auto (when the tokenizer has one) | true | false
+    chat: Any = "auto"
+    max_context: int | None = None  # tokens; hf default: the model's max_position_embeddings
+    # -- hf --
+    model_name_or_path: str | None = None
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 8
+    # -- openai --
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None  # served model name; None = the server's only model
+    api: str = "completions"  # completions | chat
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding the key
+    concurrency: int = 16
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    tokenizer: str | None = None  # optional local tokenizer: chat rendering and token-exact `fits`
+    extra_body: dict[str, Any] | None = None  # extra JSON fields sent with every request
+
+
+TEACHER_FIELDS = tuple(f.name for f in fields(TeacherConfig))
+GENERATORS = ("oracle", "hf", "openai")
+
+
+def build_generator(cfg: Any, **objects: Any) -> Generator:
+    """A generator from a `teacher` config section (`name:` plus that backend's options).
+
+    `objects` go to the backend as they are (e.g. `model=`, `tokenizer=` for an already-loaded
+    hf model). An unknown `name` or an unknown key raises a SteperError listing the valid ones.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):  # mandatory values left `???` count as not set
+        full = OmegaConf.to_container(cfg, resolve=True)
+        opts = {k: v for k, v in full.items() if not OmegaConf.is_missing(cfg, k)}
+    elif isinstance(cfg, dict):
+        opts = dict(cfg)
+    else:
+        raise SteperError(f"teacher config must be a mapping, got {type(cfg).__name__}")
+    name = opts.pop("name", None)
+    if name not in GENERATORS:
+        raise SteperError(f"unknown teacher.name {name!r}; valid: {', '.join(GENERATORS)}")
+    unknown = sorted(k for k in opts if k not in TEACHER_FIELDS)
+    if unknown:
+        raise SteperError(
+            f"config `teacher`: unknown key(s) {unknown}. Valid keys: {', '.join(TEACHER_FIELDS)}"
+        )
+    if name == "oracle":
+        from steper.generators.oracle import OracleGenerator
+
+        return OracleGenerator.from_config(opts, **objects)
+    if name == "hf":
+        from steper.generators.hf import HFGenerator
+
+        return HFGenerator.from_config(opts, **objects)
+    from steper.generators.openai_compat import OpenAICompatGenerator
+
+    return OpenAICompatGenerator.from_config(opts, **objects)
+
+
+def pick(opts: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The entries of `opts` a backend uses (the shared schema carries the other backends' too)."""
+    return {k: opts[k] for k in names if k in opts}

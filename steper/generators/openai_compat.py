@@ -1,0 +1,405 @@
+"""Any OpenAI-compatible server as a generator: vLLM, TGI, SGLang, or OpenAI itself.
+
+Two request shapes (`api`):
+- `completions` (default): the prompt rendered as plain text (`...\\nA: <prefix>`), or through a
+  local tokenizer's chat template when `tokenizer:` is set and `chat` allows it, sent to
+  `/v1/completions`. This is the exact text the student trains on, prefix included, and works on
+  every server that serves completions. (Chat-template text already carries its special tokens,
+  so `add_special_tokens: false` goes with it, a vLLM option.)
+- `chat`: `/v1/chat/completions` with the prompt as the user message; when the reasoning so far is
+  non-empty it goes in as a final assistant message that the model continues, with vLLM's
+  `continue_final_message: true, add_generation_prompt: false`. OpenAI proper does not support
+  this prefill (it rejects or ignores those fields): there use `api: completions`, or prompts
+  without a prefix.
+
+Retries are ours, not the client's (it is built with `max_retries=0`), so the counts in `stats`
+are exact: 429, 5xx, connection errors, timeouts and malformed bodies (non-JSON, no choices)
+are retried up to `max_retries` times with exponential backoff and jitter (`backoff_base_s`,
+doubled per attempt, capped at `backoff_max_s`, at least a 429's Retry-After); then that request
+gets None and counts as a failure. 400/401/403/404/422 are not retried. Requests run on a thread
+pool of `concurrency` workers.
+
+Start-up: nothing is contacted until the first `generate`. Its first request goes alone; if the
+server cannot be reached after the retries, or answers 401/403/404 (wrong key, wrong model name,
+wrong base_url), that is a SteperError saying how to fix it (listing the served models when
+`/models` answers). After a first success, failures are per-request Nones; the run goes on and
+the caller decides.
+
+The API key is read from the environment variable NAMED by `api_key_env` (never from the
+config). Without it, "EMPTY" is sent (a local vLLM needs no key) and the log says so. The key is
+kept out of `repr`, `stats`, logs and error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from steper.errors import SteperError
+from steper.generators.base import GenerationRequest, Generator, chat_setting, cut_at_stop, pick
+from steper.reasoning import prompts
+
+log = logging.getLogger(__name__)
+
+OPTS = (
+    "base_url",
+    "model",
+    "api",
+    "api_key_env",
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "backoff_base_s",
+    "backoff_max_s",
+    "max_new_tokens",
+    "stop",
+    "temperature",
+    "chat",
+    "tokenizer",
+    "max_context",
+    "extra_body",
+)
+APIS = ("completions", "chat")
+RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+
+
+class _Secret:
+    """Holds the API key; prints as *** so it cannot leak through repr/vars."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class _Failure(Exception):
+    """One failed attempt: `kind` (timeout, connection, http_429, malformed, …), retryable or not."""
+
+    def __init__(
+        self, kind: str, message: str, retry: bool, status: int | None = None, retry_after: float = 0.0
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry = retry
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(response: Any) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+
+
+class OpenAICompatGenerator(Generator):
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        model: str | None = None,
+        api: str = "completions",
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_new_tokens: int = 64,
+        stop: Any = ("\n",),
+        temperature: float = 0.0,
+        chat: Any = "auto",
+        tokenizer: Any = None,
+        max_context: int | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ):
+        import openai
+
+        super().__init__(max_new_tokens=max_new_tokens, stop=stop, temperature=temperature)
+        if api not in APIS:
+            raise SteperError(f"teacher.api must be one of {', '.join(APIS)}, got {api!r}")
+        if int(concurrency) < 1 or int(max_retries) < 0 or float(timeout_s) <= 0:
+            raise SteperError("teacher.concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+        self.base_url = str(base_url).rstrip("/")
+        self.model = model
+        self.api = api
+        self.api_key_env = api_key_env
+        self.concurrency = int(concurrency)
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.max_context = int(max_context) if max_context else None
+        self.extra_body = dict(extra_body or {})
+        self.stats["errors"] = {}
+
+        self.tokenizer = self._load_tokenizer(tokenizer)
+        setting = chat_setting(chat)
+        if setting is True and not getattr(self.tokenizer, "chat_template", None):
+            raise SteperError(
+                "teacher.chat=true needs a local tokenizer with a chat template (teacher.tokenizer=<dir or id>); "
+                "or use api=chat to let the server apply its template"
+            )
+        self.chat = prompts.uses_chat(self.tokenizer, setting) if self.tokenizer is not None else False
+
+        key = os.environ.get(api_key_env or "") or ""
+        if not key:
+            log.info(
+                "no API key: environment variable %s is not set; sending 'EMPTY' (fine for a local vLLM)",
+                api_key_env,
+            )
+            key = "EMPTY"
+        self._key = _Secret(key)
+        self._client = openai.OpenAI(
+            api_key=key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._start_lock = threading.Lock()
+        self._started = False
+
+    @classmethod
+    def from_config(cls, opts: dict[str, Any], tokenizer=None, **objects: Any) -> OpenAICompatGenerator:
+        """`tokenizer=` (an object) overrides the config's `tokenizer` path; other objects are ignored."""
+        kwargs = pick(opts, OPTS)
+        if tokenizer is not None:
+            kwargs["tokenizer"] = tokenizer
+        return cls(**kwargs)
+
+    @staticmethod
+    def _load_tokenizer(tokenizer: Any):
+        if tokenizer is None or not isinstance(tokenizer, str | os.PathLike):
+            return tokenizer
+        from transformers import AutoTokenizer
+
+        from steper.generators.hf import hub_offline
+
+        try:
+            return AutoTokenizer.from_pretrained(
+                os.path.expanduser(str(tokenizer)), local_files_only=hub_offline()
+            )
+        except OSError as e:
+            raise SteperError(f"cannot load teacher.tokenizer {str(tokenizer)!r}: {e}") from None
+
+    # -- what the model sees ---------------------------------------------------------------------
+    def _n_tokens(self, rendered: str) -> int:
+        if self.tokenizer is not None:
+            return len(self.tokenizer(rendered, add_special_tokens=not self.chat)["input_ids"])
+        return len(rendered) // 3 + 1  # no tokenizer: a rough, conservative estimate
+
+    def fits(self, rendered: str) -> bool:
+        """Token-exact with `tokenizer:` set; without one a rough estimate (3 chars a token);
+        always True without `max_context` (set it to the server's --max-model-len)."""
+        if not self.max_context:
+            return True
+        return self._n_tokens(rendered) + self.max_new_tokens <= self.max_context
+
+    # -- one HTTP call ---------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        key = self._key.get()
+        return text.replace(key, "***") if key and key != "EMPTY" else text
+
+    def _http(self, fn) -> Any:
+        """Run one client call; return its parsed JSON body, or raise a _Failure."""
+        import openai
+
+        try:
+            raw = fn()
+            text = raw.http_response.text
+        except openai.APITimeoutError as e:
+            connect = type(e.__cause__).__name__ == "ConnectTimeout"
+            raise _Failure(
+                "connection" if connect else "timeout", f"timed out after {self.timeout_s}s", True
+            ) from None
+        except openai.APIConnectionError as e:
+            cause = f": {e.__cause__}" if e.__cause__ else ""
+            raise _Failure("connection", self._scrub(f"connection error{cause}"), True) from None
+        except openai.APIStatusError as e:
+            status = e.status_code
+            retry = status in RETRY_STATUS or status >= 500
+            msg = self._scrub(f"HTTP {status}: {str(e)[:300]}")
+            raise _Failure(f"http_{status}", msg, retry, status, _retry_after(e.response)) from None
+        except openai.APIResponseValidationError as e:
+            raise _Failure("malformed", self._scrub(str(e)[:300]), True) from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise _Failure("malformed", f"non-JSON body: {self._scrub(text[:120])!r}", True) from None
+
+    def _call(self, req: GenerationRequest) -> str:
+        """One attempt at one request: the continuation text, or a _Failure."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+        }
+        if self.stop:
+            params["stop"] = list(self.stop)
+        extra = dict(self.extra_body)
+        if self.api == "completions":
+            if self.chat:
+                extra.setdefault("add_special_tokens", False)
+            params["prompt"] = self.render(req.prompt, req.prefix)
+            create = self._client.completions.with_raw_response.create
+        else:
+            messages = [{"role": "user", "content": req.prompt}]
+            if req.prefix:
+                messages.append({"role": "assistant", "content": req.prefix})
+                extra.update(continue_final_message=True, add_generation_prompt=False)
+            params["messages"] = messages
+            create = self._client.chat.completions.with_raw_response.create
+        body = self._http(lambda: create(**params, extra_body=extra or None))
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Failure("malformed", "reply has no choices", True)
+        c = choices[0]
+        text = c.get("text") if self.api == "completions" else (c.get("message") or {}).get("content")
+        if not isinstance(text, str):
+            raise _Failure("malformed", "reply choice has no text", True)
+        usage = body.get("usage") or {}
+        if isinstance(usage, dict):
+            self._count(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                generated_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        return text
+
+    def _delay(self, attempt: int, retry_after: float = 0.0) -> float:
+        d = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        d = d / 2 + random.uniform(0, d / 2)
+        return max(d, min(retry_after, self.backoff_max_s))
+
+    def _with_retries(self, fn) -> Any:
+        """`fn()` with our retry policy; returns its result or raises the last _Failure."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except _Failure as f:
+                with self._stats_lock:
+                    errors = self.stats["errors"]
+                    errors[f.kind] = errors.get(f.kind, 0) + 1
+                if not f.retry or attempt >= self.max_retries:
+                    raise
+                log.debug("attempt %d failed (%s); retrying", attempt + 1, f.message)
+                time.sleep(self._delay(attempt, f.retry_after))
+                attempt += 1
+                self._count(retries=1)
+
+    def _one(self, req: GenerationRequest, first: bool = False) -> str | None:
+        self._count(requests=1)
+        try:
+            text = self._with_retries(lambda: self._call(req))
+        except _Failure as f:
+            self._count(failures=1)
+            if first:
+                self._raise_at_start(f)
+            log.warning("teacher request failed, giving up (%s)", f.message)
+            return None
+        return cut_at_stop(text, self.stop)
+
+    # -- start-up checks -------------------------------------------------------------------------
+    def _unreachable(self) -> SteperError:
+        return SteperError(
+            f"cannot reach {self.base_url}: start the server "
+            f"(python -m vllm.entrypoints.openai.api_server --model <model> --port <port>) or fix teacher.base_url"
+        )
+
+    def served_models(self) -> list[str] | None:
+        """The model ids `/models` lists, or None when it does not answer (one attempt)."""
+        try:
+            body = self._http(lambda: self._client.models.with_raw_response.list())
+            return [str(m["id"]) for m in body["data"]]
+        except (_Failure, KeyError, TypeError):
+            return None
+
+    def _resolve_model(self) -> None:
+        if self.model:
+            return
+        try:
+            body = self._with_retries(
+                lambda: self._http(lambda: self._client.models.with_raw_response.list())
+            )
+        except _Failure as f:
+            if f.kind == "connection":
+                raise self._unreachable() from None
+            raise SteperError(
+                f"teacher.model is not set and {self.base_url}/models failed ({f.message}): set it"
+            ) from None
+        try:
+            ids = [str(m["id"]) for m in body["data"]]
+        except (KeyError, TypeError):
+            raise SteperError(
+                f"teacher.model is not set and {self.base_url}/models gave no list: set it"
+            ) from None
+        if len(ids) != 1:
+            raise SteperError(
+                f"teacher.model is not set; the server at {self.base_url} serves {ids}: pick one"
+            )
+        self.model = ids[0]
+        log.info("teacher.model not set: using the server's only model %r", self.model)
+
+    def _raise_at_start(self, f: _Failure) -> None:
+        if f.kind == "connection":
+            raise self._unreachable()
+        if f.status in (401, 403):
+            raise SteperError(
+                f"{self.base_url} refused the key ({f.message}): wrong API key? It is read from the "
+                f"environment variable {self.api_key_env}"
+            )
+        if f.status == 404:
+            models = self.served_models()
+            served = f"; the server serves: {', '.join(models)}" if models else ""
+            raise SteperError(
+                f"{self.base_url} answered 404 for model {self.model!r} ({f.message}): wrong teacher.model, "
+                f"or a base_url without /v1, or a server without the {self.api} endpoint{served}"
+            )
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(self, requests: list[GenerationRequest]) -> list[str | None]:
+        if not requests:
+            return []
+        t0 = time.perf_counter()
+        results: list[str | None] = []
+        rest = list(requests)
+        with self._start_lock:
+            if not self._started:
+                self._resolve_model()
+                results.append(self._one(rest.pop(0), first=True))
+                self._started = True
+        try:
+            if rest:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self.concurrency, thread_name_prefix="steper-openai"
+                    )
+                results.extend(self._pool.map(self._one, rest))
+        finally:
+            self._count(seconds=time.perf_counter() - t0)
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAICompatGenerator(base_url={self.base_url!r}, model={self.model!r}, api={self.api!r}, "
+            f"concurrency={self.concurrency}, max_new_tokens={self.max_new_tokens}, stop={self.stop!r})"
+        )

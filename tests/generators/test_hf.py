@@ -1,0 +1,141 @@
+"""The hf generator on the tiny model: batching, stop strings, chat rendering, fits, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from steper.errors import SteperError
+from steper.generators import GenerationRequest
+from steper.generators.hf import HFGenerator
+from steper.reasoning import prompts
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+REQUESTS = [
+    GenerationRequest("Q: Where was"),
+    GenerationRequest(
+        "Wikipedia Title: Zorvak Telu\nZorvak Telu is a 1998 film directed by Mirel Okana.", "Zorvak"
+    ),
+    GenerationRequest("Mirel Okana was born in", "So the"),
+    GenerationRequest(
+        "Q: Answer the following question by reasoning step-by-step.\nWho directed Zorvak Telu?"
+    ),
+    GenerationRequest("A"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """The tiny model with larger random weights, so greedy outputs depend on the prompt (the
+    stock init repeats one token, which would hide a padding bug)."""
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+    return model, tok
+
+
+def test_batched_equals_one_by_one(tiny):
+    model, tok = tiny
+    one = HFGenerator.from_pretrained_objects(model, tok, batch_size=1, stop=[], max_new_tokens=12)
+    singles = [one.generate([r])[0] for r in REQUESTS]
+    batched = HFGenerator.from_pretrained_objects(model, tok, batch_size=3, stop=[], max_new_tokens=12)
+    assert batched.generate(REQUESTS) == singles
+    assert len(set(singles)) == len(singles)  # outputs differ per prompt: the check has teeth
+    assert batched.stats["requests"] == len(REQUESTS)
+    assert batched.stats["generated_tokens"] == len(REQUESTS) * 12
+    assert batched.stats["prompt_tokens"] == sum(
+        len(one.encode(one.render(r.prompt, r.prefix))) for r in REQUESTS
+    )
+    assert tok.padding_side == "right"  # the caller's tokenizer is not mutated
+    # right padding would change the outputs: the order of rows and the padding matter
+    enc = tok([one.render(r.prompt, r.prefix) for r in REQUESTS], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=12, do_sample=False)
+    wrong = [tok.decode(o[enc.input_ids.shape[1] :], skip_special_tokens=True) for o in out]
+    assert wrong != singles
+
+
+def test_stop_strings_cut_and_end_early(tiny):
+    model, tok = tiny
+    free = HFGenerator.from_pretrained_objects(model, tok, stop=[], max_new_tokens=16)
+    req = REQUESTS[3]
+    full = free.generate([req])[0]
+    # a stop string taken from the middle of the free continuation (ASCII, not at its start)
+    k = next(
+        i
+        for i in range(len(full) // 2, len(full) - 1)
+        if full[i : i + 2].isascii() and full[i : i + 2].strip()
+    )
+    stop = full[k : k + 2]
+    expected = full[: full.find(stop)]
+    gen = HFGenerator.from_pretrained_objects(model, tok, stop=[stop, "never-seen"], max_new_tokens=16)
+    assert gen.generate([req]) == [expected]
+    assert gen.stats["generated_tokens"] < free.stats["generated_tokens"]  # ended early in generate
+
+
+def test_chat_vs_plain_rendering(tiny):
+    model, tok = tiny
+    assert HFGenerator.from_pretrained_objects(model, tok).chat is False  # no template: plain
+    chat_tok = AutoTokenizer.from_pretrained(model.config._name_or_path, local_files_only=True)
+    chat_tok.chat_template = CHAT_TEMPLATE
+    auto = HFGenerator.from_pretrained_objects(model, chat_tok, chat="auto", max_new_tokens=4)
+    assert auto.chat is True
+    rendered = auto.render("PROMPT", "r1.")
+    assert rendered == "<|im_start|>user\nPROMPT<|endoftext|>\n<|im_start|>assistant\nr1."
+    assert rendered == prompts.render("PROMPT", "r1.", chat_tok, chat=True)
+    assert len(auto.generate([GenerationRequest("PROMPT", "r1.")])) == 1
+    plain = HFGenerator.from_pretrained_objects(model, chat_tok, chat="false")
+    assert plain.render("PROMPT", "r1.") == "PROMPT\nA: r1."
+    with pytest.raises(SteperError, match="chat template"):
+        HFGenerator.from_pretrained_objects(model, tok, chat=True)
+
+
+def test_fits_uses_max_context(tiny):
+    model, tok = tiny
+    gen = HFGenerator.from_pretrained_objects(model, tok, max_new_tokens=8)
+    assert gen.max_context == model.config.max_position_embeddings
+    small = HFGenerator.from_pretrained_objects(model, tok, max_new_tokens=8, max_context=40)
+    short = small.render("Who?")
+    assert small.fits(short)
+    long = small.render(" ".join(["Zorvak Telu is a 1998 film."] * 20))
+    assert len(small.encode(long)) > 40 and not small.fits(long)
+    # room for max_new_tokens counts too
+    n = len(small.encode(short))
+    assert HFGenerator.from_pretrained_objects(model, tok, max_new_tokens=40 - n, max_context=40).fits(short)
+    assert not HFGenerator.from_pretrained_objects(model, tok, max_new_tokens=41 - n, max_context=40).fits(
+        short
+    )
+
+
+def test_load_from_path_and_errors(tiny_model_dir, tmp_path):
+    gen = HFGenerator.from_pretrained(str(tiny_model_dir), dtype="float32", device="cpu", max_new_tokens=3)
+    assert gen.model.dtype == torch.float32 and str(gen.model.device) == "cpu"
+    assert len(gen.generate([GenerationRequest("Q: Who?"), GenerationRequest("A")])) == 2
+    gen.close()
+    with pytest.raises(SteperError, match="does not exist: .*nowhere"):
+        HFGenerator.from_pretrained(str(tmp_path / "nowhere" / "model"))
+    with pytest.raises(SteperError, match="config.json"):
+        HFGenerator.from_pretrained(str(tmp_path))
+    with pytest.raises(SteperError, match="dtype"):
+        HFGenerator.from_pretrained(str(tiny_model_dir), dtype="float8")
+    with pytest.raises(SteperError, match="cannot load model"):
+        HFGenerator.from_pretrained("no-such-org/no-such-model")  # HF_HUB_OFFLINE=1 in the tests
+
+
+def test_restores_training_mode(tiny):
+    model, tok = tiny
+    model.train()
+    try:
+        HFGenerator.from_pretrained_objects(model, tok, max_new_tokens=2).generate([REQUESTS[0]])
+        assert model.training
+    finally:
+        model.eval()
