@@ -1,0 +1,154 @@
+"""Teacher traces → step-wise training examples (method.md §1, §4).
+
+From every trace whose extracted answer is correct (`filter="em"`: normalized exact match with any
+gold alias; `"acc"`: a gold is contained in the prediction), with r_1 … r_S its sentences and P_s
+the passages accumulated up to step s (as recorded in the trace):
+
+| task    | prompt                        | prefix              | target              |
+|---------|-------------------------------|---------------------|---------------------|
+| first   | build_prompt(q, P_1)          | ""                  | r_1                 |
+| mid (s) | build_prompt(q, P_s), 1<s<S   | r_1 … r_{s-1}       | r_s                 |
+| final   | build_prompt(q, P_S)          | r_1 … r_{S-1}       | r_S ("So the answer is: a.") |
+| vanilla | build_prompt(q, P_S)          | ""                  | r_1 … r_S           |
+
+(sentences joined by one space). A trace answered at step 1 gives a final example only (and its
+vanilla one). The student gets no demonstrations.
+
+Each example is `{"qid", "task", "step", "prompt", "prefix", "target"}`: the contract with the
+training DataModule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from steper.errors import SteperError
+from steper.reasoning.loop import Trace
+from steper.reasoning.prompts import build_prompt
+
+TASKS = ("first", "mid", "final", "vanilla")
+FILTERS = ("em", "acc")
+DROP_REASONS = ("wrong_answer", "no_answer", "error", "empty")
+
+
+def _as_trace(t: Trace | dict) -> Trace:
+    return t if isinstance(t, Trace) else Trace.from_dict(t)
+
+
+def trace_score(trace: Trace) -> dict[str, float]:
+    """EM/F1/Acc of the trace's answer against its golds (0 when it has no answer)."""
+    from steper.evaluation.metrics import score
+
+    if trace.answer is None:
+        return {"em": 0.0, "f1": 0.0, "acc": 0.0}
+    return {k: float(v) for k, v in score(trace.answer, trace.golds).items()}
+
+
+def drop_reason(trace: Trace, filter: str = "em") -> str | None:
+    """Why a trace gives no training data (None = keep it): error | empty | no_answer | wrong_answer."""
+    if filter not in FILTERS:
+        raise SteperError(f"unknown filter {filter!r}: use one of {', '.join(FILTERS)}")
+    if trace.finish == "error":
+        return "error"
+    if trace.finish == "empty":
+        return "empty"
+    if trace.finish != "answer" or trace.answer is None:
+        return "no_answer"
+    return None if trace_score(trace)[filter] > 0 else "wrong_answer"
+
+
+def is_correct(trace: Trace | dict, filter: str = "em") -> bool:
+    return drop_reason(_as_trace(trace), filter) is None
+
+
+def trace_examples(trace: Trace | dict) -> list[dict[str, Any]]:
+    """The step-wise examples of one (kept) trace, in order: first, mid…, final, vanilla."""
+    t = _as_trace(trace)
+    steps = [s for s in t.steps if s.sentence]
+    if not steps:
+        return []
+    sentences = [s.sentence for s in steps]
+    n = len(steps)
+
+    def example(task: str, step: int, pids: Sequence[str], prefix: str, target: str) -> dict[str, Any]:
+        missing = [p for p in pids if p not in t.passages]
+        if missing:
+            raise SteperError(f"trace {t.qid}: step {step} names passages it does not store: {missing[:3]}")
+        prompt = build_prompt(t.question, t.paragraphs(pids))
+        return {
+            "qid": t.qid,
+            "task": task,
+            "step": step,
+            "prompt": prompt,
+            "prefix": prefix,
+            "target": target,
+        }
+
+    out = []
+    for i, st in enumerate(steps):
+        if i == n - 1:
+            task = "final"
+        elif i == 0:
+            task = "first"
+        else:
+            task = "mid"
+        out.append(example(task, st.step, st.accumulated, " ".join(sentences[:i]), sentences[i]))
+    out.append(example("vanilla", steps[-1].step, steps[-1].accumulated, "", " ".join(sentences)))
+    return out
+
+
+def build_stepwise(
+    traces: Iterable[Trace | dict], filter: str = "em"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Examples of every correct trace (in trace order) and the filter statistics."""
+    examples: list[dict[str, Any]] = []
+    kept = 0
+    dropped: Counter[str] = Counter()
+    for raw in traces:
+        t = _as_trace(raw)
+        reason = drop_reason(t, filter)
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        kept += 1
+        examples.extend(trace_examples(t))
+    stats = {
+        "filter": filter,
+        "kept": kept,
+        "dropped": {r: dropped.get(r, 0) for r in DROP_REASONS},
+    }
+    return examples, stats
+
+
+def _unit(qid: str, seed: int) -> float:
+    h = hashlib.sha256(f"{seed}\x00{qid}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def split_by_question(
+    examples: Sequence[dict[str, Any]], val_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split into (train, validation) by question: a question's examples all go one way.
+
+    A question goes to validation when a hash of (seed, qid) falls below `val_fraction`: the split
+    depends on the set of questions, never on their order. If that leaves validation empty while
+    `val_fraction > 0` and there are at least two questions, the question with the smallest hash
+    goes there, so validation is never silently empty.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise SteperError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    qids = list(dict.fromkeys(e["qid"] for e in examples))
+    val = {q for q in qids if _unit(q, seed) < val_fraction}
+    if val_fraction > 0 and not val and len(qids) >= 2:
+        val = {min(qids, key=lambda q: _unit(q, seed))}
+    train = [e for e in examples if e["qid"] not in val]
+    validation = [e for e in examples if e["qid"] in val]
+    return train, validation
+
+
+def task_counts(examples: Iterable[dict[str, Any]]) -> dict[str, int]:
+    c = Counter(e["task"] for e in examples)
+    return {t: c.get(t, 0) for t in TASKS}

@@ -1,0 +1,254 @@
+"""generate_data.py end to end: the toy world with the oracle teacher, resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steper.errors import SteperError
+from steper.reasoning.loop import strip_timings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        WANDB_MODE="offline",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _args(tmp: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(REPO / "generate_data.py"),
+        "dataset=toy",
+        "teacher=oracle",
+        f"paths.root_dir={tmp}",
+        f"paths.data_dir={tmp}/data",
+        f"paths.log_dir={tmp}/logs",
+        f"paths.cache_dir={tmp}/cache",
+        "dataset.n_train=60",
+        "dataset.n_dev=2",
+        "dataset.n_test=2",
+        "progress=false",
+        *extra,
+    ]
+
+
+def _run(tmp: Path, *extra: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _args(tmp, *extra), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _out(tmp: Path, framework: str = "ircot") -> Path:
+    return tmp / "data" / "stepwise" / f"toy-oracle-{framework}"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _comparable_manifest(path: Path) -> dict:
+    m = json.loads(path.read_text(encoding="utf-8"))
+    for k in ("run", "config", "out_dir"):
+        m.pop(k)
+    return m
+
+
+def _compose(tmp: Path, *overrides: str):
+    """The config `_args(tmp, *overrides)` gives generate_data.py, composed in process."""
+    from hydra import compose, initialize_config_dir
+
+    cli = _args(tmp, *overrides)[2:]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("generate_data", overrides=[*cli, f"paths.output_dir={tmp}/run"])
+
+
+def test_generate_data_toy_oracle(tmp_path):
+    from steper.evaluation.metrics import score
+
+    # top_k=1 makes retrieval miss some gold paragraphs, so both sides of the oracle relation show
+    r = _run(tmp_path, "limit=40", "retriever.top_k=1", "val_fraction=0.2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = _out(tmp_path)
+    traces = _jsonl(out / "traces.jsonl")
+    assert len(traces) == 40
+    for t in traces:
+        right = score(t["answer"], t["golds"])["em"] == 1.0
+        assert right == (set(t["gold_titles"]) <= set(t["gold_found"])), t["qid"]
+    n_right = sum(score(t["answer"], t["golds"])["em"] == 1.0 for t in traces)
+    assert 0 < n_right < 40
+
+    m = json.loads((out / "manifest.json").read_text())
+    train, val = _jsonl(out / "stepwise" / "train.jsonl"), _jsonl(out / "stepwise" / "validation.jsonl")
+    assert {e["qid"] for e in train}.isdisjoint({e["qid"] for e in val}) and val
+    for split, rows in (("train", train), ("validation", val)):
+        for task in ("first", "mid", "final", "vanilla"):
+            assert m["counts"][split][task] == sum(e["task"] == task for e in rows)
+        assert m["counts"][split]["final"] == m["counts"][split]["questions"]
+    assert m["counts"]["train"]["first"] > 0 and m["counts"]["train"]["mid"] > 0
+    assert m["filter"]["kept"] == n_right and m["filter"]["dropped"]["wrong_answer"] == 40 - n_right
+    assert m["teacher"]["em"] == pytest.approx(100 * n_right / 40)
+    assert m["retrieval"]["all_gold_found"] == pytest.approx(100 * n_right / 40)
+    assert (
+        m["retrieval"]["acc_when_all_gold_found"] == 100.0 and m["retrieval"]["acc_when_gold_missed"] == 0.0
+    )
+    assert set(m["versions"]) >= {"steper", "transformers", "torch", "bm25s"}
+    assert m["failures"]["failed_requests"] == 0
+    assert m["config"]["teacher"]["name"] == "oracle"
+
+    from datasets import load_from_disk
+
+    dd = load_from_disk(str(out / "stepwise_hf"))
+    assert dd["train"].to_list() == train and dd["validation"].to_list() == val
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
+    from steper.config import validate
+    from steper.generate import generate_data
+
+    common = ("limit=40", "retriever.top_k=2", "batch_size=4")
+    full = tmp_path / "full"
+    generate_data(validate(_compose(full, *common)))  # uninterrupted, in process
+
+    part = tmp_path / "part"
+    traces_path = _out(part) / "traces.jsonl"
+    proc = subprocess.Popen(
+        _args(part, *common, "trace_delay_s=0.1"),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if traces_path.is_file() and len(traces_path.read_bytes().splitlines()) >= 6:
+                break
+            assert proc.poll() is None, "generate_data.py ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no traces appeared")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    n_before = len(traces_path.read_bytes().splitlines())
+    assert 6 <= n_before < 40
+    assert not (_out(part) / "manifest.json").exists()
+    with open(traces_path, "ab") as f:  # as if killed in the middle of a line
+        f.write(b'{"qid": "toy0-train-000')
+
+    m = generate_data(validate(_compose(part, *common)))  # the rerun resumes
+    a, b = _out(full), _out(part)
+    for name in ("stepwise/train.jsonl", "stepwise/validation.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ta, tb = _jsonl(a / "traces.jsonl"), _jsonl(b / "traces.jsonl")
+    assert [strip_timings(t) for t in ta] == [strip_timings(t) for t in tb]
+    assert _comparable_manifest(a / "manifest.json") == _comparable_manifest(b / "manifest.json")
+    assert m["run"]["resumed_traces"] == n_before and m["run"]["new_traces"] == 40 - n_before
+
+    # a rerun of a finished job does no work and changes nothing
+    before = (b / "stepwise/train.jsonl").read_bytes()
+    m = generate_data(validate(_compose(part, *common)))
+    assert m["run"]["new_traces"] == 0 and (b / "stepwise/train.jsonl").read_bytes() == before
+    # ... and one with a different setting into the same folder is refused
+    with pytest.raises(SteperError, match="different setting"):
+        generate_data(validate(_compose(part, "limit=40", "retriever.top_k=3")))
+
+
+@pytest.mark.parametrize("group,bad", [("teacher", "nope"), ("framework", "react")])
+def test_unknown_option_lists_choices(tmp_path, group, bad):
+    r = _run(tmp_path, f"{group}={bad}")
+    assert r.returncode != 0
+    assert f"Could not find '{group}/{bad}'" in r.stderr
+    assert "Available options" in r.stderr
+    assert ("oracle" in r.stderr) if group == "teacher" else ("selfask" in r.stderr)
+
+
+def test_steper_error_is_one_line_without_traceback(tmp_path):
+    r = _run(tmp_path, "filter=f1")
+    assert r.returncode == 2
+    assert "error: filter must be one of em, acc" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# in process (Hydra's compose API): Self-Ask, failures, retries
+# ------------------------------------------------------------------------------------------------
+
+
+def test_selfask_with_oracle(tmp_path):
+    from steper.config import validate
+    from steper.generate import generate_data
+
+    m = generate_data(validate(_compose(tmp_path, "framework=selfask", "limit=20")))
+    assert m["config"]["framework"]["max_steps"] == 10
+    assert m["teacher"]["em"] == m["retrieval"]["all_gold_found"] > 0
+    train = _jsonl(_out(tmp_path, "selfask") / "stepwise" / "train.jsonl")
+    firsts = [e for e in train if e["task"] == "first"]
+    assert firsts and all(e["target"].startswith("Follow up: ") for e in firsts)
+    finals = [e for e in train if e["task"] == "final"]
+    assert all(e["target"].startswith("So the final answer is: ") for e in finals)
+    assert all("Intermediate answer: " in e["prefix"] for e in finals)
+
+
+class _Flaky:
+    """A generator answering None for every question whose qid ends in an even digit."""
+
+    def __init__(self, base, fail: bool):
+        self.base, self.fail = base, fail
+        self.stats = {}
+
+    def render(self, prompt, prefix=""):
+        return self.base.render(prompt, prefix)
+
+    def fits(self, rendered):
+        return True
+
+    def generate(self, requests):
+        out = self.base.generate(requests)
+        return [None if self.fail and int(r.question.qid[-1]) % 2 == 0 else o for r, o in zip(requests, out)]
+
+    def close(self):
+        pass
+
+
+def test_failures_raise_after_writing_and_are_retried(tmp_path, monkeypatch):
+    import steper.generators as generators
+    from steper.config import validate
+    from steper.generate import generate_data
+    from steper.generators.oracle import OracleGenerator
+
+    monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=True))
+    cfg = validate(_compose(tmp_path, "limit=20"))
+    with pytest.raises(SteperError, match="max_failure_rate"):
+        generate_data(cfg)
+    out = _out(tmp_path)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["failures"]["failed_requests"] == 10 and m["filter"]["dropped"]["error"] == 10
+    assert (out / "stepwise" / "train.jsonl").is_file()
+
+    # tolerated under a higher threshold
+    monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=True))
+    generate_data(validate(_compose(tmp_path, "limit=20", "max_failure_rate=0.6")))
+
+    # a rerun with a working teacher retries exactly the failed questions
+    monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=False))
+    m = generate_data(validate(_compose(tmp_path, "limit=20")))
+    assert m["run"]["new_traces"] == 10 and m["failures"]["failed_requests"] == 0
+    assert len(_jsonl(out / "traces.jsonl")) == 20
