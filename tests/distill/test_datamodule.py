@@ -1,0 +1,287 @@
+"""The step-wise DataModule: loss masking, truncation in the passages, length grouping, DDP shares."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from steper.data.schema import Paragraph
+from steper.distill.datamodule import StepwiseDataModule, StepwiseSampler, parse_prompt, real_token_share
+from steper.distill.tiny import train_tokenizer
+from steper.errors import SteperError
+from steper.io import write_jsonl
+from steper.reasoning.prompts import build_prompt, continuation, render
+
+FIRST = ["Arlo", "Bren", "Cato", "Dara", "Elin", "Faro", "Gwen", "Hale", "Ivo", "Juno", "Kai", "Lumi"]
+LAST = ["Marsh", "North", "Oak", "Pike", "Quill", "Reed", "Stone", "Thorn", "Vale", "Wren"]
+CITIES = ["Ashford", "Brill", "Corran", "Dunmore", "Elmswick", "Fairhold", "Glenby", "Harrow"]
+FILLER = "the river runs by old mills and green fields where farmers grow wheat barley and oats".split()
+
+
+def stepwise_rows(n_questions: int, seed: int = 0, filler: tuple[int, int] = (0, 12)) -> list[dict]:
+    """A small synthetic step-wise set in generate_data's format: 3-step chains (first, mid,
+    final) plus the vanilla view, passages padded with 0..N filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n_questions):
+        film = f"{rng.choice(FIRST)} {rng.choice(LAST)} Story"
+        director, city = f"{rng.choice(FIRST)} {rng.choice(LAST)}", rng.choice(CITIES)
+
+        def pad() -> str:
+            return " ".join(rng.choice(FILLER) for _ in range(rng.randint(*filler)))
+
+        p1 = Paragraph(film, f"{film} is a film directed by {director}. {pad()}".strip())
+        p2 = Paragraph(director, f"{director} is a director born in {city}. {pad()}".strip())
+        q = f"Where was the director of {film} born?"
+        chain = [
+            f"{film} was directed by {director}.",
+            f"{director} was born in {city}.",
+            f"So the answer is: {city}.",
+        ]
+        both = build_prompt(q, [p1, p2])
+        rows += [
+            {
+                "qid": f"q{i}",
+                "task": "first",
+                "step": 1,
+                "prompt": build_prompt(q, [p1]),
+                "prefix": "",
+                "target": chain[0],
+            },
+            {
+                "qid": f"q{i}",
+                "task": "mid",
+                "step": 2,
+                "prompt": both,
+                "prefix": chain[0],
+                "target": chain[1],
+            },
+            {
+                "qid": f"q{i}",
+                "task": "final",
+                "step": 3,
+                "prompt": both,
+                "prefix": " ".join(chain[:2]),
+                "target": chain[2],
+            },
+            {
+                "qid": f"q{i}",
+                "task": "vanilla",
+                "step": 3,
+                "prompt": both,
+                "prefix": "",
+                "target": " ".join(chain),
+            },
+        ]
+    return rows
+
+
+def write_stepwise(path, n_train: int = 24, n_val: int = 8, seed: int = 0, **kw):
+    path.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path / "train.jsonl", stepwise_rows(n_train, seed, **kw))
+    write_jsonl(path / "validation.jsonl", stepwise_rows(n_val, seed + 1, **kw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_stepwise(tmp_path_factory.mktemp("stepwise"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(data_dir):
+    return train_tokenizer(StepwiseDataModule(str(data_dir)).texts(), vocab_size=400)
+
+
+def make_dm(data_dir, tokenizer, **kw) -> StepwiseDataModule:
+    dm = StepwiseDataModule(str(data_dir), **kw)
+    dm.set_tokenizer(tokenizer)
+    dm.setup("fit")
+    return dm
+
+
+def labelled_text(tok, ids, n_input) -> tuple[str, str]:
+    return tok.decode(ids[:n_input]), tok.decode(ids[n_input:])
+
+
+def test_labels_cover_exactly_the_target_and_eos(data_dir, tokenizer):
+    dm = make_dm(data_dir, tokenizer, batch_size=4)
+    rows = dm.rows("train")
+    ds = dm.datasets["train"]
+    eos = tokenizer.eos_token
+    for i in (0, 1, 2, 5):
+        r = rows[i]
+        inp, tgt = labelled_text(tokenizer, ds.ids[i], ds.n_input[i])
+        assert inp == render(r["prompt"], r["prefix"])
+        assert tgt == continuation(r["target"], r["prefix"]) + eos
+    # The collated labels are -100 exactly outside the target tokens.
+    batch = dm.collator()([ds[i] for i in range(4)])
+    for row in range(4):
+        n, n_in = len(ds.ids[row]), ds.n_input[row]
+        lab = batch["labels"][row]
+        assert (lab[:n_in] == -100).all() and (lab[n:] == -100).all()
+        assert lab[n_in:n].tolist() == ds.ids[row][n_in:].tolist()
+        assert batch["attention_mask"][row].sum().item() == n
+        assert batch["n_target_tokens"][row].item() == n - n_in
+        assert (
+            tokenizer.decode(lab[lab != -100].tolist())
+            == continuation(rows[row]["target"], rows[row]["prefix"]) + eos
+        )
+    assert batch["task_ids"].tolist() == [0, 1, 2, 0]
+    assert batch["stats"]["task_counts"] == [2, 1, 1]
+
+
+def test_loss_on_prefix_trains_the_prefix_too(data_dir, tokenizer):
+    dm = make_dm(data_dir, tokenizer, loss_on_prefix=True)
+    r, ds = dm.rows("train")[2], dm.datasets["train"]  # a final-step row with a two-sentence prefix
+    inp, tgt = labelled_text(tokenizer, ds.ids[2], ds.n_input[2])
+    assert inp == render(r["prompt"], "")
+    assert tgt == continuation(f"{r['prefix']} {r['target']}", "") + tokenizer.eos_token
+
+
+def test_chat_template_input_is_the_loop_input(data_dir, tokenizer):
+    tok = train_tokenizer(StepwiseDataModule(str(data_dir)).texts(), vocab_size=400)
+    tok.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<assistant>"
+    dm = make_dm(data_dir, tok, chat="auto", limit_train=3, limit_val=1)
+    assert dm.use_chat
+    for i, r in enumerate(dm.rows("train")):
+        inp, tgt = labelled_text(tok, dm.datasets["train"].ids[i], dm.datasets["train"].n_input[i])
+        assert inp == render(r["prompt"], r["prefix"], tok, chat=True)
+        assert tgt == continuation(r["target"], r["prefix"], chat=True) + tok.eos_token
+    assert not make_dm(data_dir, tok, chat=False, limit_train=1, limit_val=1).use_chat
+
+
+def test_task_ids_and_method_selection(data_dir, tokenizer):
+    steper = make_dm(data_dir, tokenizer)
+    assert steper.task_counts() == {
+        "train/first": 24,
+        "train/mid": 24,
+        "train/final": 24,
+        "validation/first": 8,
+        "validation/mid": 8,
+        "validation/final": 8,
+    }
+    want = [{"first": 0, "mid": 1, "final": 2}[r["task"]] for r in steper.rows("train")]
+    assert steper.datasets["train"].tasks.tolist() == want
+    vanilla = make_dm(data_dir, tokenizer, method="vanilla")
+    assert vanilla.task_counts()["train/final"] == 24 and vanilla.task_counts()["train/first"] == 0
+    assert set(vanilla.datasets["train"].tasks.tolist()) == {2}
+    assert all(r["task"] == "vanilla" for r in vanilla.rows("train"))
+    assert len(make_dm(data_dir, tokenizer, limit_train=10, limit_val=3).datasets["validation"]) == 3
+    texts = list(StepwiseDataModule(str(data_dir)).texts())
+    assert len(texts) == 3 * 32 and "So the answer is:" in texts[2]
+
+
+def test_truncation_cuts_passages_keeps_question_and_target(tmp_path, tokenizer):
+    long_p = [Paragraph("Alpha Page", "alpha words " * 60), Paragraph("Beta Page", "beta words " * 60)]
+    question = "Where was the director of Cato Reed Story born?"
+    row = {
+        "qid": "x",
+        "task": "mid",
+        "step": 2,
+        "prompt": build_prompt(question, long_p),
+        "prefix": "Cato Reed Story was directed by Ivo Oak.",
+        "target": "Ivo Oak was born in Brill.",
+    }
+    write_jsonl(tmp_path / "train.jsonl", [row])
+    write_jsonl(tmp_path / "validation.jsonl", [row])
+    full = len(tokenizer(render(row["prompt"], row["prefix"]))["input_ids"])
+    dm = make_dm(tmp_path, tokenizer, max_length=full // 2)
+    ds = dm.datasets["train"]
+    assert len(ds.ids[0]) <= full // 2 and dm.truncated["train"] == 1 and dm.dropped["train"] == 0
+    inp, tgt = labelled_text(tokenizer, ds.ids[0], ds.n_input[0])
+    assert question in inp and inp.endswith(row["prefix"]) and "Wikipedia Title: Alpha Page" in inp
+    assert tgt == continuation(row["target"], row["prefix"]) + tokenizer.eos_token
+    assert inp.count("alpha words") < 60 and inp.count("beta words") < 60  # both passages shrank
+    assert inp.count("alpha words") >= 1  # ... to a common budget, keeping their heads
+
+    with pytest.raises(
+        SteperError, match=r"max_length 8 too small for any target \(shortest needs \d+ tokens\)"
+    ):
+        make_dm(tmp_path, tokenizer, max_length=8)
+
+
+def test_parse_prompt_round_trips():
+    ps = [Paragraph("A", "a text"), Paragraph("B", ""), Paragraph("C", "line one\n\nline two")]
+    prompt = build_prompt("Who?", ps, demos="Wikipedia Title: D\nd\n\nQ: demo?\nA: So the answer is: d.")
+    question, passages, demos = parse_prompt(prompt)
+    assert (
+        question == "Who?"
+        and [p.title for p in passages] == ["A", "B", "C"]
+        and demos.endswith("answer is: d.")
+    )
+    assert passages[2].text == "line one\n\nline two"
+    assert parse_prompt("free text with no question block") is None
+
+
+def test_errors_name_the_path(tmp_path, tokenizer):
+    with pytest.raises(SteperError, match=r"nowhere.*generate_data\.py"):
+        StepwiseDataModule(str(tmp_path / "nowhere")).task_counts()
+    (tmp_path / "train.jsonl").write_text(json.dumps(stepwise_rows(1)[0]) + "\n{not json\n")
+    (tmp_path / "validation.jsonl").write_text("")
+    with pytest.raises(SteperError, match=r"train\.jsonl:2"):
+        StepwiseDataModule(str(tmp_path)).task_counts()
+    (tmp_path / "train.jsonl").write_text(json.dumps({**stepwise_rows(1)[0], "task": "middle"}) + "\n")
+    with pytest.raises(SteperError, match=r"train\.jsonl:1: unknown task 'middle'"):
+        StepwiseDataModule(str(tmp_path)).task_counts()
+    (tmp_path / "train.jsonl").write_text(json.dumps(stepwise_rows(1)[0]) + "\n")
+    with pytest.raises(SteperError, match=r"validation\.jsonl is empty.*generate_data"):
+        StepwiseDataModule(str(tmp_path)).task_counts()
+    write_jsonl(tmp_path / "validation.jsonl", stepwise_rows(1))
+    with pytest.raises(SteperError, match="set_tokenizer"):
+        StepwiseDataModule(str(tmp_path)).setup("fit")
+
+
+def test_length_grouping_fills_batches(tmp_path, tokenizer):
+    data = write_stepwise(tmp_path, n_train=160, n_val=4, filler=(0, 120))
+    grouped = make_dm(data, tokenizer, batch_size=8, length_grouped=True, megabatch=50)
+    plain = make_dm(data, tokenizer, batch_size=8, length_grouped=False)
+    ds = grouped.datasets["train"]
+    share_grouped = real_token_share(ds, grouped.sampler("train").rank_batches())
+    share_plain = real_token_share(ds, plain.sampler("train").rank_batches())
+    print(f"real-token share: length-grouped {share_grouped:.3f} vs unsorted {share_plain:.3f}")
+    assert share_grouped >= 0.85 and share_grouped > share_plain + 0.1
+    # Every example once per epoch; a new order per epoch; the same order for the same epoch.
+    s = grouped.sampler("train")
+    first = list(s)
+    assert sorted(first) == list(range(len(ds)))
+    s.set_epoch(1)
+    second = list(s)
+    assert sorted(second) == sorted(first) and second != first
+    s.set_epoch(0)
+    assert list(StepwiseSampler(ds.lengths, 8, seed=0)) == first
+    # The longest batch comes first (an out-of-memory shows at step 1).
+    batches = s.rank_batches()
+    assert ds.lengths[batches[0]].max() == ds.lengths.max()
+    # The loader yields batches of all tasks mixed, each with its task id.
+    loader = grouped.train_dataloader()
+    tasks = set()
+    for batch in loader:
+        tasks |= set(batch["task_ids"].tolist())
+        assert batch["input_ids"].shape[0] <= 8
+    assert tasks == {0, 1, 2}
+    val = [b for b in grouped.val_dataloader()]
+    assert sum(len(b["task_ids"]) for b in val) == len(grouped.datasets["validation"])
+
+
+@pytest.mark.parametrize("n", [37, 40])
+def test_ddp_shares_are_disjoint_and_even(n):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 300, size=n)
+    world = 3
+    shares = [StepwiseSampler(lengths, 4, num_replicas=world, rank=r, seed=5) for r in range(world)]
+    streams = [list(s) for s in shares]
+    assert len({len(x) for x in streams}) == 1 and all(len(x) == len(shares[0]) for x in streams)
+    batch_sizes = [[len(b) for b in s.rank_batches()] for s in shares]
+    assert batch_sizes[0] == batch_sizes[1] == batch_sizes[2]  # same number of steps, same shapes
+    real = [i for x in streams for i in x if i < n]
+    pads = [i for x in streams for i in x if i >= n]
+    assert sorted(real) == list(range(n))  # disjoint, complete
+    assert len(pads) == (-n) % world
+    # Ranks' batches at one step split one global batch (consecutive in length order).
+    for step, global_batch in enumerate(shares[0].global_batches()):
+        parts = [s.rank_batches()[step].tolist() for s in shares]
+        assert sorted(sum(parts, [])) == sorted(global_batch.tolist())

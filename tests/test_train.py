@@ -1,0 +1,430 @@
+"""The training task (steper.train / train.py) on a tiny model and a small step-wise set, on CPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from steper.errors import SteperError
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+# Small enough for CPU tests: a 2-layer, 32-wide tiny Qwen2, 256 tokens, batches of 4.
+SMALL = [
+    "model.tiny.vocab_size=400",
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=2",
+    "model.tiny.num_heads=2",
+    "model.tiny.num_kv_heads=1",
+    "model.tiny.intermediate_size=64",
+    "model.max_length=256",
+    "model.batch_size=4",
+    "model.max_epochs=1",
+    "model.warmup_ratio=0.0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=1",
+    "callbacks.progress_bar=null",
+]
+
+PEOPLE = [
+    "Zorvak Telu",
+    "Mirel Okana",
+    "Dresavo Pint",
+    "Kalu Brenn",
+    "Ostra Vell",
+    "Pim Arrow",
+    "Quen Dafo",
+    "Rul Sabe",
+]
+
+
+def stepwise_rows(n_questions: int, *, mid: bool = True) -> list[dict]:
+    """first/mid/final/vanilla rows of `n_questions` made-up 2- or 3-step questions."""
+    from steper.data.schema import Paragraph
+    from steper.reasoning.prompts import build_prompt
+
+    rows = []
+    for q in range(n_questions):
+        a, b, c = PEOPLE[q % 8], PEOPLE[(q + 3) % 8], PEOPLE[(q + 5) % 8]
+        question = f"Where was the mentor of {a} born?"
+        p1 = [Paragraph(a, f"{a} was trained by {b}.")]
+        p2 = [*p1, Paragraph(b, f"{b} was born in {c} Town.")]
+        steps = (
+            [f"{a} was trained by {b}.", f"{b} was born in {c} Town."]
+            if mid
+            else [f"{a} was trained by {b}."]
+        )
+        final = f"So the answer is: {c} Town."
+        qid = f"q{q}"
+        rows.append(
+            {
+                "qid": qid,
+                "task": "first",
+                "step": 1,
+                "prompt": build_prompt(question, p1),
+                "prefix": "",
+                "target": steps[0],
+            }
+        )
+        for s in range(1, len(steps)):
+            rows.append(
+                {
+                    "qid": qid,
+                    "task": "mid",
+                    "step": s + 1,
+                    "prompt": build_prompt(question, p2),
+                    "prefix": " ".join(steps[:s]),
+                    "target": steps[s],
+                }
+            )
+        rows.append(
+            {
+                "qid": qid,
+                "task": "final",
+                "step": len(steps) + 1,
+                "prompt": build_prompt(question, p2),
+                "prefix": " ".join(steps),
+                "target": final,
+            }
+        )
+        rows.append(
+            {
+                "qid": qid,
+                "task": "vanilla",
+                "step": None,
+                "prompt": build_prompt(question, p2),
+                "prefix": "",
+                "target": " ".join([*steps, final]),
+            }
+        )
+    return rows
+
+
+def write_stepwise(out: Path, n_train: int = 6, n_val: int = 2, *, mid: bool = True) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = stepwise_rows(n_train + n_val, mid=mid)
+    val_ids = {f"q{q}" for q in range(n_train, n_train + n_val)}
+    for split, keep in (
+        ("train", lambda r: r["qid"] not in val_ids),
+        ("validation", lambda r: r["qid"] in val_ids),
+    ):
+        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for r in rows:
+                if keep(r):
+                    f.write(json.dumps(r) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def stepwise_dir(tmp_path_factory) -> Path:
+    return write_stepwise(tmp_path_factory.mktemp("stepwise") / "toy-oracle-ircot" / "stepwise")
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """paths.cache_dir shared by the tests, so the tiny model is built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def train_overrides(data_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    return [f"data.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", *SMALL, *extra]
+
+
+@pytest.fixture
+def make_cfg(tmp_path, stepwise_dir, tiny_cache):
+    """Compose conf/train.yaml like a Hydra run into tmp_path/<name> (HydraConfig set)."""
+
+    def make(*overrides: str, name: str = "run", data_dir: Path | None = None):
+        GlobalHydra.instance().clear()
+        run_dir = tmp_path / name
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(
+                config_name="train",
+                overrides=[
+                    *train_overrides(data_dir or stepwise_dir, tiny_cache),
+                    f"paths.root_dir={tmp_path}",
+                    f"hydra.run.dir={run_dir}",
+                    *overrides,
+                ],
+                return_hydra_config=True,
+            )
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(run_dir)
+            cfg.paths.output_dir = str(run_dir)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+def run_train(cfg):
+    from steper.train import train
+
+    return train(cfg)
+
+
+# --------------------------------------------------------------------------- happy paths
+
+
+def test_fast_dev_run(make_cfg):
+    from steper.train import run
+
+    cfg = make_cfg("trainer.fast_dev_run=true", "logger=wandb")
+    value = run(cfg)  # what train.py returns to a sweeper
+    out = Path(cfg.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert value == pytest.approx(metrics["val/loss_mean"])
+    assert metrics["global_step"] == 1
+    assert metrics["val/loss_mean"] > 0  # one validation batch: the tasks it holds
+    assert any(f"val/loss_{t}" in metrics for t in ("first", "mid", "final"))
+    assert metrics["optimized_metric"] == "val/loss_mean"
+    assert not (out / "student").exists()  # fast_dev_run exports nothing
+    assert not (out / "wandb").exists()  # nor creates a W&B run
+
+
+def test_train_exports_student_and_wandb_offline(make_cfg, caplog, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    # validation at step 2 (best checkpoint); max_steps stops at 3, between validations: the task
+    # validates the final weights and refreshes last.ckpt
+    cfg = make_cfg(
+        "logger=wandb",
+        "trainer.max_steps=3",
+        "trainer.val_check_interval=2",
+        "weighting=first",
+        "+hf_token=hf_SeCrEt123",
+    )
+    with caplog.at_level(logging.INFO, logger="steper.train"):
+        metrics = run_train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert metrics["global_step"] == 3 and "val/loss_mean" in metrics
+
+    # checkpoints: best + last, and the W&B run id beside them
+    ckpts = out / "checkpoints"
+    assert [p.name for p in ckpts.glob("best-*.ckpt")] == ["best-epoch00-step2.ckpt"]
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 3
+    run_id = (ckpts / "wandb_run_id.txt").read_text().strip()
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and runs[0].name.endswith(run_id)
+    hints = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B offline: runs saved under")
+    ]
+    assert len(hints) == 1 and f"`wandb sync {runs[0]}`" in hints[0]
+    record = next(runs[0].glob("*.wandb")).read_bytes()  # the offline run (protobuf: strings are raw)
+    for tag in (b"dataset:toy", b"model:tiny", b"weighting:first", b"method:steper"):
+        assert tag in record
+    assert b"hf_token" in record and b"hf_SeCrEt123" not in record  # the config is logged, secrets masked
+    import wandb
+
+    assert wandb.run is None  # the wrapper finished it
+
+    # the exported student loads as a plain HF model
+    student = out / "student"
+    meta = json.loads((student / "steper_export.json").read_text())
+    assert meta["method"] == "steper" and meta["weighting"] == "first" and meta["dataset"] == "toy"
+    assert meta["peft"] is None and meta["adapter"] is False and meta["global_step"] == 3
+    assert Path(meta["base_model"]).name.startswith("tiny-")
+    model = AutoModelForCausalLM.from_pretrained(student)
+    AutoTokenizer.from_pretrained(student)
+    assert model.config.hidden_size == 32
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["export_dir"] == str(student) and saved["weights"]["weight/first"] == pytest.approx(1.5)
+
+
+def _log_var(ckpt_path: Path) -> torch.Tensor:
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return ckpt["state_dict"]["weighting.log_var"], ckpt["global_step"]
+
+
+def test_resume_from_last_continues_exactly(make_cfg):
+    """Train N steps, resume from last.ckpt to 2N: same step, σ and losses as 2N uninterrupted.
+
+    Constant lr (a cosine schedule's length depends on each run's max_steps); 8 training examples
+    (all three tasks) = 2 batches of 4: N = 2 = one epoch, so last.ckpt is written at the
+    validation that ends it.
+    """
+    common = [
+        "data.limit_train=8",
+        "weighting=adaptive",
+        "weighting.lr=0.05",
+        "module.scheduler={_target_: steper.distill.module.constant_with_warmup, _partial_: true}",
+        "model.max_epochs=-1",
+        "export=false",
+    ]
+    first = make_cfg(*common, "logger=wandb", "trainer.max_steps=2", name="first")
+    run_train(first)
+    ckpt_dir = Path(first.paths.output_dir) / "checkpoints"
+    saved_s, saved_step = _log_var(ckpt_dir / "last.ckpt")
+    assert saved_step == 2 and not torch.allclose(saved_s, torch.zeros(3))
+    run_id = (ckpt_dir / "wandb_run_id.txt").read_text().strip()
+
+    # resume: the old run's checkpoints (ckpt_dir), its W&B run continued (same id)
+    resumed = make_cfg(
+        *common,
+        "logger=wandb",
+        "trainer.max_steps=4",
+        "ckpt_path=last",
+        f"ckpt_dir={ckpt_dir}",
+        name="resumed",
+    )
+    m_resumed = run_train(resumed)
+    assert (ckpt_dir / "wandb_run_id.txt").read_text().strip() == run_id
+    runs = list((Path(resumed.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and runs[0].name.endswith(run_id)
+
+    whole = make_cfg(*common, "logger=csv", "trainer.max_steps=4", name="whole")
+    m_whole = run_train(whole)
+    assert (Path(whole.paths.output_dir) / "csv" / "metrics.csv").is_file()
+
+    s_resumed, step_resumed = _log_var(ckpt_dir / "last.ckpt")
+    s_whole, step_whole = _log_var(Path(whole.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert step_resumed == step_whole == 4 == m_resumed["global_step"] == m_whole["global_step"]
+    torch.testing.assert_close(s_resumed, s_whole, rtol=1e-5, atol=1e-6)
+    assert m_resumed["val/loss_mean"] == pytest.approx(m_whole["val/loss_mean"], rel=1e-4)
+    assert m_resumed["sigma/mid"] == pytest.approx(m_whole["sigma/mid"], rel=1e-5)
+
+
+def test_lora_checkpoints_hold_only_trainable_weights(make_cfg):
+    lora = ["peft=lora", "peft.r=4", "peft.lora_alpha=8", "logger=none", "model.max_epochs=-1"]
+    cfg = make_cfg(*lora, "trainer.max_steps=2", name="lora")
+    run_train(cfg)
+    out = Path(cfg.paths.output_dir)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    keys = list(ckpt["state_dict"])
+    assert ckpt.get("steper_trainable_only") is True
+    assert "weighting.log_var" in keys
+    assert keys and all("lora_" in k or k.startswith("weighting.") for k in keys), keys
+    # the adapter export
+    assert (out / "student" / "adapter_config.json").is_file()
+    meta = json.loads((out / "student" / "steper_export.json").read_text())
+    assert meta["adapter"] is True and meta["peft"]["r"] == 4
+    # resuming from a trainable-only checkpoint loads with strict=False
+    resumed = make_cfg(
+        *lora,
+        "trainer.max_steps=3",
+        "ckpt_path=last",
+        f"ckpt_dir={out / 'checkpoints'}",
+        "export=false",
+        name="lora_resumed",
+    )
+    assert run_train(resumed)["global_step"] == 3
+
+
+def test_vanilla_method_trains_final_only(make_cfg):
+    metrics = run_train(
+        make_cfg("method=vanilla", "weighting=uniform", "trainer.fast_dev_run=true", "logger=none")
+    )
+    assert "val/loss_final" in metrics and "val/loss_first" not in metrics
+
+
+# --------------------------------------------------------------------------- bad input, before training
+
+
+def test_missing_data_dir(make_cfg, tmp_path):
+    with pytest.raises(SteperError, match="generate_data.py"):
+        run_train(make_cfg("logger=none", data_dir=tmp_path / "nowhere"))
+
+
+def test_empty_dataset(make_cfg, tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    (d / "train.jsonl").write_text("")
+    (d / "validation.jsonl").write_text("")
+    with pytest.raises(SteperError, match="empty"):
+        run_train(make_cfg("logger=none", data_dir=d))
+
+
+def test_task_without_examples_but_weighted(make_cfg, tmp_path):
+    d = write_stepwise(tmp_path / "nomid", mid=False)
+    with pytest.raises(SteperError) as e:
+        run_train(make_cfg("logger=none", "weighting=uniform", data_dir=d))
+    msg = str(e.value)
+    assert "`mid`" in msg and "weighting=uniform" in msg and "λ_mid=1" in msg and "generate_data.py" in msg
+    with pytest.raises(SteperError, match="adaptive"):
+        run_train(make_cfg("logger=none", "weighting=adaptive", data_dir=d))
+    # the suggested fix works
+    metrics = run_train(
+        make_cfg(
+            "logger=none",
+            "weighting=uniform",
+            "weighting.lambdas=[1.0,0.0,1.0]",
+            "trainer.fast_dev_run=true",
+            data_dir=d,
+        )
+    )
+    assert "val/loss_mid" not in metrics and "val/loss_mean" in metrics
+
+
+def test_model_path_that_does_not_exist(make_cfg, tmp_path):
+    with pytest.raises(SteperError, match="does not exist"):
+        run_train(make_cfg("logger=none", f"model.name_or_path={tmp_path}/no/such/model"))
+
+
+def test_max_length_too_small(make_cfg):
+    with pytest.raises(SteperError, match="max_length 6 too small"):
+        run_train(make_cfg("logger=none", "model.max_length=6"))
+
+
+def test_resume_without_checkpoint(make_cfg, tmp_path):
+    with pytest.raises(SteperError, match="hydra.run.dir=<old run dir>"):
+        run_train(make_cfg("logger=none", "ckpt_path=last", f"ckpt_dir={tmp_path}/none"))
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    r = subprocess.run(
+        [sys.executable, "train.py", f"data.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run", "logger=none"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "step-wise data directory" in errors[0] and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- a multirun, as a user runs it
+
+
+def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny_cache):
+    sweep_dir = tmp_path / "sweep-4242"
+    cmd = [
+        sys.executable, "train.py", "-m",
+        "weighting=uniform,first,last,adaptive", "model=tiny", "dataset=toy",
+        *train_overrides(stepwise_dir, tiny_cache),
+        "trainer.max_steps=2", "trainer.limit_val_batches=1", "logger=wandb", "export=false",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    # (group = the sweep folder's name, checked in the W&B records below)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    run_ids = set()
+    for job, weighting in zip(jobs, ["uniform", "first", "last", "adaptive"]):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["global_step"] == 2 and "val/loss_mean" in metrics
+        assert json.loads((job / "metrics.json").read_text())["weights"]["weight/final"] > 0
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        assert f"weighting={weighting}" in overrides
+        runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, runs
+        record = next(runs[0].glob("*.wandb")).read_bytes()
+        assert b"sweep-4242" in record and f"weighting:{weighting}".encode() in record
+        run_ids.add((job / "checkpoints" / "wandb_run_id.txt").read_text().strip())
+    assert len(run_ids) == 4  # one W&B run per job
