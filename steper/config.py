@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from steper.errors import SteperError
+from steper.evaluation.targets import TargetConfig
 from steper.generators.base import TeacherConfig
 
 
@@ -236,6 +237,7 @@ SCHEMAS: dict[str, type] = {
     "callbacks": CallbacksConfig,
     "eval": TrainEvalConfig,
     "teacher": TeacherConfig,
+    "target": TargetConfig,  # evaluate.py
 }
 
 

@@ -1,0 +1,227 @@
+"""evaluate.py end to end: the oracle through the CLI (with W&B offline), the tiny model as `hf` and
+as an exported `student`, resume after SIGKILL, and a missing setting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from steper.evaluation.run import metrics_from_predictions, strip_timing_metrics
+from steper.reasoning.loop import strip_timings
+
+REPO = Path(__file__).resolve().parents[2]
+# the tiny model on CPU: few, short steps and short prompts keep it fast
+TINY_OPTS = (
+    "framework.max_steps=2",
+    "target.max_new_tokens=8",
+    "target.max_context=256",
+    "target.dtype=float32",
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: torch's thread pool only costs time (a lot on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One BM25 index of the toy corpus for every run of this module."""
+    return tmp_path_factory.mktemp("eval-cli-cache")
+
+
+@pytest.fixture(scope="module")
+def noisy_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with larger random weights (prompt-dependent greedy outputs), saved."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("noisy-tiny-cli")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("WANDB_API_KEY", None)
+    return env
+
+
+def _overrides(tmp: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "dataset=toy",
+        f"paths.root_dir={tmp}",
+        f"paths.log_dir={tmp}/logs",
+        f"paths.cache_dir={cache}",
+        f"out_dir={tmp}/out",
+        "logger=none",
+        "progress=false",
+        *extra,
+    ]
+
+
+def _run(tmp: Path, cache: Path, *extra: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "evaluate.py"), *_overrides(tmp, cache, *extra)]
+    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _evaluate(tmp: Path, cache: Path, *extra: str) -> dict:
+    """evaluate.py's work in process (the same config the CLI composes)."""
+    from hydra import compose, initialize_config_dir
+
+    from steper.config import validate
+    from steper.evaluation.run import evaluate_run
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*_overrides(tmp, cache, *extra), f"paths.output_dir={tmp}/run"])
+    return evaluate_run(validate(cfg))
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [
+        strip_timings({k: v for k, v in r.items() if k not in ("retrieval_s", "generation_s")}) for r in rows
+    ]
+
+
+def test_oracle_end_to_end_through_the_cli(tmp_path, cache_dir):
+    from steper.data import load_questions
+
+    # top_k=1 makes retrieval miss some gold paragraphs: the oracle is right exactly when it found them all
+    r = _run(tmp_path, cache_dir, "target=oracle", "limit=60", "retriever.top_k=1", "logger=wandb")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "out"
+    rows = _rows(out)
+    qids = [q.qid for q in load_questions({"name": "toy", "format": "toy"}, "test")[:60]]
+    assert [row["qid"] for row in rows] == qids
+    for row in rows:
+        assert row["acc"] == float(row["all_gold_found"]), row["qid"]
+        assert row["trace"]["qid"] == row["qid"] and row["steps"] == len(row["trace"]["steps"])
+        assert row["trace"]["steps"][0]["query"] == row["question"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == metrics_from_predictions(rows)
+    share = sum(row["all_gold_found"] for row in rows) / len(rows)
+    assert metrics["acc"] == pytest.approx(100 * share, abs=1e-3) and metrics[
+        "all_gold_found"
+    ] == pytest.approx(share, abs=1e-4)
+    assert 0 < metrics["acc"] < 100 and metrics["n"] == 60 and metrics["failures"] == 0
+    assert (
+        set(metrics["by_hops"]) == {"2", "3", "4"} and sum(g["n"] for g in metrics["by_hops"].values()) == 60
+    )
+    csv = [x for x in r.stdout.splitlines() if x.startswith("CSV: ")]
+    assert csv == [f"CSV: toy,test,oracle,ircot,multistep,60,{metrics['em']:.2f},{metrics['f1']:.2f},{metrics['acc']:.2f},"
+                   f"{metrics['latency_s']['mean']:.4f}"]  # fmt: skip
+    run = json.loads((out / "run.json").read_text())
+    assert run["target"]["label"] == "oracle" and run["new_rows"] == 60 and run["n_demos"] == 0
+    assert list((out / "wandb").glob("offline-run-*")), "no offline W&B run"
+
+
+def test_missing_student_path_is_one_clear_line(tmp_path, cache_dir):
+    r = _run(tmp_path, cache_dir, "limit=2")  # target=student is the default
+    assert r.returncode == 2
+    assert "error: target=student needs target.path" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tiny_model_as_hf_and_as_exported_student(tmp_path, cache_dir, noisy_dir):
+    import shutil
+
+    hf = ("target=hf", f"target.model_name_or_path={noisy_dir}", "limit=6", *TINY_OPTS)
+    m = _evaluate(tmp_path / "hf", cache_dir, *hf, "n_demos=0")  # hf targets get few-shot demos by default
+    rows = _rows(tmp_path / "hf" / "out")
+    assert len(rows) == 6 and m["n"] == 6 and m == metrics_from_predictions(rows)
+    assert m["no_answer"] == sum(r["prediction"] is None for r in rows)
+    assert all(r["trace"]["steps"][0]["generation"] is not None for r in rows)
+
+    student = tmp_path / "train-run" / "student"
+    shutil.copytree(noisy_dir, student)
+    meta = {
+        "base_model": str(noisy_dir),
+        "model": "tiny",
+        "method": "vanilla",
+        "weighting": "uniform",
+        "peft": False,
+    }
+    (student / "steper_export.json").write_text(json.dumps({**meta, "dataset": "toy"}))
+    m2 = _evaluate(
+        tmp_path / "st", cache_dir, "target=student", f"target.path={student}", "limit=6", *TINY_OPTS
+    )
+    assert strip_timing_metrics(m2) == strip_timing_metrics(m)  # the same weights: the same predictions
+    assert _comparable(_rows(tmp_path / "st" / "out")) == _comparable(rows)
+    run = json.loads((tmp_path / "st" / "out" / "run.json").read_text())
+    assert run["target"]["label"] == "tiny-vanilla-uniform" and run["target"]["kind"] == "student"
+    assert run["n_demos"] == 0 and run["config"]["target"]["max_new_tokens"] == 8
+
+    # an ICL target (hf, openai) gets the framework's demonstrations unless n_demos says otherwise
+    _evaluate(tmp_path / "icl", cache_dir, *hf, "limit=1", "target.max_context=4096")
+    (row,) = _rows(tmp_path / "icl" / "out")
+    assert json.loads((tmp_path / "icl" / "out" / "run.json").read_text())["n_demos"] == 3
+    assert row["trace"]["steps"][0]["shown"] > 0
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache_dir, noisy_dir):
+    common = ("target=hf", f"target.model_name_or_path={noisy_dir}", "limit=8", "batch_size=1", *TINY_OPTS)
+    full = _evaluate(tmp_path / "full", cache_dir, *common)  # uninterrupted, in process
+
+    part = tmp_path / "part"
+    pred = part / "out" / "predictions.jsonl"
+    cmd = [
+        sys.executable,
+        str(REPO / "evaluate.py"),
+        *_overrides(part, cache_dir, *common, "row_delay_s=0.5"),
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if pred.is_file() and pred.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, (
+            f"finished or died before it could be killed: {proc.stderr.read()[-2000:]!r}"
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    done = pred.read_text().count("\n")  # complete rows (a torn last line is cut on resume)
+    assert 2 <= done < 8 and not (part / "out" / "metrics.json").exists()
+
+    resumed = _evaluate(part, cache_dir, *common)  # the same out_dir: continues
+    assert strip_timing_metrics(resumed) == strip_timing_metrics(full)
+    assert _comparable(_rows(part / "out")) == _comparable(_rows(tmp_path / "full" / "out"))
+    run = json.loads((part / "out" / "run.json").read_text())
+    assert run["resumed_rows"] == done and run["new_rows"] == 8 - done
