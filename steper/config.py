@@ -217,8 +217,16 @@ class CallbacksConfig:
 
 @dataclass
 class TrainEvalConfig:
-    enabled: bool = False
+    """train.py's evaluation of the trained student at the end of the job (conf/train.yaml `eval`)."""
+
+    enabled: bool = True
+    split: str = "test"
     limit: int | None = 100
+    mode: str = "multistep"
+    batch_size: int = 32
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=lambda: ["\n"])
+    progress: bool = True
 
 
 SCHEMAS: dict[str, type] = {
@@ -249,7 +257,9 @@ def validate_section(name: str, node: Any, schema: type) -> DictConfig:
         key = getattr(e, "full_key", None) or getattr(e, "key", None) or "?"
         valid = ", ".join(f.name for f in fields(schema))
         msg = str(e).splitlines()[0]
-        raise SteperError(f"config `{name}`: bad key `{key}`: {msg}. Valid keys of `{name}`: {valid}") from None
+        raise SteperError(
+            f"config `{name}`: bad key `{key}`: {msg}. Valid keys of `{name}`: {valid}"
+        ) from None
 
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -45,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from steper.config import validate_section
 from steper.errors import SteperError
 from steper.io import JsonlAppender, iter_jsonl, write_json, write_jsonl
+from steper.secrets import scrub
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ _RUNTIME_TEACHER_KEYS = frozenset(
         "api_key_env",
     }
 )
-_SECRET_KEY = re.compile(r"(api_?key|secret|password|passwd|token|auth|credential)s?$", re.IGNORECASE)
 
 
 @dataclass
@@ -120,23 +119,6 @@ class _unlocked:
 
     def __exit__(self, *exc: object) -> None:
         OmegaConf.set_struct(self.cfg, self.flag)
-
-
-def scrub(obj: Any) -> Any:
-    """A config container with secret-looking values replaced by "***" and URL credentials cut."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if _SECRET_KEY.search(str(k)) and v not in (None, ""):
-                out[k] = "***"
-            else:
-                out[k] = scrub(v)
-        return out
-    if isinstance(obj, list):
-        return [scrub(v) for v in obj]
-    if isinstance(obj, str):
-        return re.sub(r"://[^/@\s]+@", "://***@", obj)
-    return obj
 
 
 def _plain(node: Any) -> Any:

@@ -436,8 +436,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_data_files(cfg)
     check_monitors(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
-    if cfg.get("eval") is not None and cfg.eval.get("enabled"):
-        log.warning("eval.enabled=true: answer evaluation at the end of training is not wired yet; skipped")
 
     import lightning.pytorch as L
 
@@ -525,6 +523,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         }
         export_dir = export_student(trainer, module, tokenizer, output_dir / "student", meta)
 
+    # ---- answer evaluation of the trained student in the loop (rank 0), logged to the same run
+    if (
+        cfg.get("eval") is not None
+        and cfg.eval.get("enabled")
+        and not fast_dev_run
+        and trainer.is_global_zero
+    ):
+        test = evaluate_student(cfg, trainer, module, tokenizer, dm, export_dir, output_dir / "eval")
+        metrics.update(test)
+        for lg in loggers:
+            lg.log_metrics(test, step=int(trainer.global_step))
+            lg.save()  # the CSV logger buffers rows until saved
+
     if trainer.is_global_zero:
         result = {
             **metrics,
@@ -537,6 +548,66 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         }
         write_json(output_dir / "metrics.json", result)
     return metrics
+
+
+def evaluate_student(
+    cfg: DictConfig, trainer, module, tokenizer, dm, export_dir: Path | None, out_dir: Path
+) -> dict:
+    """Run the trained student through the multi-step loop on the test questions (eval.*), as
+    `evaluate.py target=student target.path=<run dir>/student` would; returns test/em|f1|acc (%).
+
+    The in-memory model is used (greedy, same rendering as the export), except under sharded
+    strategies (FSDP, DeepSpeed ZeRO-3), where the gathered export is loaded instead.
+    """
+    from steper.data import load_questions
+    from steper.evaluation.run import evaluate_generator, print_report
+    from steper.generators.hf import HFGenerator
+    from steper.retrieval import load_retriever, retriever_params
+
+    ev = cfg.eval
+    questions = load_questions(cfg.dataset, ev.split)
+    if ev.limit is not None:
+        questions = questions[: int(ev.limit)]
+    opts = {"max_new_tokens": int(ev.max_new_tokens), "stop": list(ev.stop), "batch_size": int(ev.batch_size)}
+    sharded = type(trainer.strategy).__name__.startswith(("FSDP", "DeepSpeed"))
+    if sharded and export_dir is not None:
+        from steper.evaluation.targets import build_target
+
+        generator = build_target({"name": "student", "path": str(export_dir), **opts}).generator
+    else:
+        generator = HFGenerator.from_pretrained_objects(
+            module.model, tokenizer, chat=bool(dm.use_chat), **opts
+        )
+    log.info("evaluating the student on %d %s questions of %s", len(questions), ev.split, cfg.dataset.name)
+    try:
+        retriever = load_retriever(cfg.dataset, cfg.retriever, cfg.paths.cache_dir)
+        result = evaluate_generator(
+            questions,
+            retriever,
+            generator,
+            out_dir=out_dir,
+            framework=cfg.framework.name,
+            mode=str(ev.mode),
+            top_k=int(cfg.retriever.top_k),
+            max_steps=int(cfg.framework.max_steps),
+            max_passages=int(cfg.framework.max_passages),
+            batch_size=int(ev.batch_size),
+            progress=bool(ev.progress),
+            run_key={
+                "dataset": cfg.dataset.name,
+                "split": ev.split,
+                "retriever": retriever_params(cfg.retriever),
+            },
+            run_info={
+                "task": "train-eval",
+                "run_dir": str(cfg.paths.output_dir),
+                "step": int(trainer.global_step),
+            },
+        )
+    finally:
+        generator.close()
+    print_report(result, title=f"{cfg.dataset.name} {ev.split} · student · {cfg.framework.name}/{ev.mode}")
+    return {f"test/{k}": float(result[k]) for k in ("em", "f1", "acc")}
 
 
 def _last_ckpt(ckpt_cb) -> str | None:

@@ -37,6 +37,8 @@ SMALL = [
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
     "callbacks.progress_bar=null",
+    # the answer evaluation after training is tested where it matters (parity, multirun)
+    "eval.enabled=false",
 ]
 
 PEOPLE = [
@@ -408,6 +410,7 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
         "weighting=uniform,first,last,adaptive", "model=tiny", "dataset=toy",
         *train_overrides(stepwise_dir, tiny_cache),
         "trainer.max_steps=2", "trainer.limit_val_batches=1", "logger=wandb", "export=false",
+        "eval.enabled=true", "eval.limit=3", "eval.max_new_tokens=8", "eval.progress=false",
         f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
     r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
@@ -419,6 +422,8 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
     for job, weighting in zip(jobs, ["uniform", "first", "last", "adaptive"]):
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["global_step"] == 2 and "val/loss_mean" in metrics
+        assert {"test/em", "test/f1", "test/acc"} <= set(metrics)  # evaluated in the loop after training
+        assert len((job / "eval" / "predictions.jsonl").read_text().splitlines()) == 3
         assert json.loads((job / "metrics.json").read_text())["weights"]["weight/final"] > 0
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         assert f"weighting={weighting}" in overrides
@@ -428,3 +433,40 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
         assert b"sweep-4242" in record and f"weighting:{weighting}".encode() in record
         run_ids.add((job / "checkpoints" / "wandb_run_id.txt").read_text().strip())
     assert len(run_ids) == 4  # one W&B run per job
+
+
+# --------------------------------------------------------------------------- train -> evaluate parity
+
+
+def test_train_scores_equal_standalone_evaluate_on_the_export(make_cfg, tmp_path):
+    """The test scores train.py logs at its end equal `evaluate.py target=student` on its export."""
+    from steper.train import train
+
+    ev = ["eval.limit=6", "eval.max_new_tokens=12", "eval.progress=false", "eval.batch_size=4"]
+    cfg = make_cfg("trainer.max_steps=3", "logger=csv", "eval.enabled=true", *ev, name="trained")
+    metrics = train(cfg)
+    run = tmp_path / "trained"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert {k: saved[k] for k in ("test/em", "test/f1", "test/acc")} == {
+        k: metrics[k] for k in ("test/em", "test/f1", "test/acc")
+    }
+    logged = (next(run.rglob("metrics.csv"))).read_text().splitlines()[0]
+    assert "test/acc" in logged  # logged to the job's own logger, not only written to a file
+
+    out = tmp_path / "standalone"
+    cmd = [
+        sys.executable, "evaluate.py", "target=student", f"target.path={run / 'student'}",
+        "limit=6", "target.max_new_tokens=12", "batch_size=4", "progress=false", "logger=none",
+        f"out_dir={out}", f"paths.root_dir={tmp_path}", f"paths.cache_dir={cfg.paths.cache_dir}",
+        f"hydra.run.dir={tmp_path / 'eval-run'}",
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    standalone = json.loads((out / "metrics.json").read_text())
+    for k in ("em", "f1", "acc"):
+        assert standalone[k] == saved[f"test/{k}"]
+
+    def answers(path):
+        return [(row["qid"], row["prediction"], row["reasoning"]) for row in map(json.loads, open(path))]
+
+    assert answers(out / "predictions.jsonl") == answers(run / "eval" / "predictions.jsonl")

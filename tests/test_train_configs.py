@@ -61,7 +61,7 @@ def test_defaults_compose_and_validate():
     cfg = validate(compose_train())
     assert cfg.model.name == "tiny" and cfg.weighting.name == "adaptive" and cfg.method.name == "steper"
     assert cfg.optimized_metric == "val/loss_mean" and cfg.ckpt_path is None and cfg.export is True
-    assert cfg.eval.enabled is False and cfg.eval.limit == 100
+    assert cfg.eval.enabled is True and cfg.eval.limit == 100  # evaluated in the loop after training
     assert cfg.data.data_dir.endswith("stepwise/toy-oracle-ircot/stepwise")
     assert "wandb" in cfg.logger and cfg.logger.wandb.offline == "auto"
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from steper.secrets import MASK, is_secret_key, scrub  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "wandb_run_id.txt"
-SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "credential", "credentials"}
-_SPLIT = re.compile(r"[^a-z0-9]+")
-MASK = "***"
 
 
 def is_rank_zero() -> bool:
@@ -68,30 +65,6 @@ def resolve_offline(setting: Any) -> bool:
     if mode == "online":
         return False
     return not has_api_key()
-
-
-# --------------------------------------------------------------------------- secrets
-
-
-def is_secret_key(key: str) -> bool:
-    """A config key that may hold a credential: its last word is key/token/secret/password…
-    (`api_key`, `hf_token`, `client_secret`), or it holds api_key/secret/password anywhere; not
-    `max_tokens`, `tokenizer` or `num_key_value_heads`."""
-    low = str(key).lower()
-    parts = [p for p in _SPLIT.split(low) if p]
-    squashed = "".join(parts)
-    return bool(parts) and (
-        parts[-1] in SECRET_PARTS or any(w in squashed for w in ("apikey", "secret", "password", "passwd"))
-    )
-
-
-def scrub(obj: Any) -> Any:
-    """A copy of a (nested) config container with every secret-looking key's value masked."""
-    if isinstance(obj, Mapping):
-        return {k: (MASK if is_secret_key(k) and v not in (None, "") else scrub(v)) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [scrub(v) for v in obj]
-    return obj
 
 
 # --------------------------------------------------------------------------- names

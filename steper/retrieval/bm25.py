@@ -40,6 +40,8 @@ from steper.data.schema import Paragraph
 from steper.errors import SteperError
 
 log = logging.getLogger(__name__)
+# bm25s logs every index build at DEBUG; under Hydra's root DEBUG/INFO handlers that is noise.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 FORMAT_VERSION = 1
 METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")

@@ -77,3 +77,20 @@ def test_question_roundtrip_and_golds():
     assert Question.from_dict(json.loads(json.dumps(q.to_dict()))) == q
     with pytest.raises(SteperError, match="missing field 'answer'"):
         Question.from_dict({"qid": "1", "question": "?"}, where="f.jsonl:3")
+
+
+def test_secrets_are_masked_but_not_token_counts():
+    from steper.secrets import scrub
+
+    cfg = {
+        "teacher": {"api_key": "sk-123", "api_key_env": "OPENAI_API_KEY", "max_new_tokens": 64},
+        "hf_token": "hf_abc",
+        "base_url": "https://user:pw@host/v1",
+        "tokenizer": "x",
+    }
+    assert scrub(cfg) == {
+        "teacher": {"api_key": "***", "api_key_env": "OPENAI_API_KEY", "max_new_tokens": 64},
+        "hf_token": "***",
+        "base_url": "https://***@host/v1",
+        "tokenizer": "x",
+    }
