@@ -222,6 +222,7 @@ class TrainEvalConfig:
     enabled: bool = True
     split: str = "test"
     limit: int | None = 100
+    val_limit: int = 20
     mode: str = "multistep"
     batch_size: int = 32
     max_new_tokens: int = 64

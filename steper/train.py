@@ -471,6 +471,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         weighting_lr=mcfg.get("weighting_lr"),
     )
     module.tokenizer = tokenizer
+    if cfg.get("eval") is not None and cfg.eval.get("enabled") and int(cfg.eval.get("val_limit") or 0) > 0:
+        module.answer_evaluator = ValidationAnswers(cfg, dm, output_dir / "eval" / "validation")
     module.train()  # from_pretrained returns the model in eval mode; Lightning keeps modules' modes
 
     # ---- loggers (the W&B run is created here, rank 0), callbacks, trainer
@@ -548,6 +550,53 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         }
         write_json(output_dir / "metrics.json", result)
     return metrics
+
+
+class ValidationAnswers:
+    """The answer metrics of each validation: the student in the real loop on the first
+    `eval.val_limit` dev questions, logged as val/em, val/f1, val/acc (rank 0 evaluates)."""
+
+    def __init__(self, cfg: DictConfig, dm, out_dir: Path):
+        self.cfg, self.dm, self.out_dir = cfg, dm, out_dir
+        self.questions = None
+        self.retriever = None
+        self.calls = 0
+
+    def __call__(self, model, tokenizer) -> dict[str, float]:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if rank_zero_only.rank != 0:
+            return {}
+        from steper.data import load_questions
+        from steper.evaluation.run import evaluate_generator
+        from steper.generators.hf import HFGenerator
+        from steper.retrieval import load_retriever
+
+        cfg, ev = self.cfg, self.cfg.eval
+        if self.questions is None:
+            self.questions = load_questions(cfg.dataset, "dev")[: int(ev.val_limit)]
+            self.retriever = load_retriever(cfg.dataset, cfg.retriever, cfg.paths.cache_dir)
+        opts = {
+            "max_new_tokens": int(ev.max_new_tokens),
+            "stop": list(ev.stop),
+            "batch_size": int(ev.batch_size),
+        }
+        generator = HFGenerator.from_pretrained_objects(model, tokenizer, chat=bool(self.dm.use_chat), **opts)
+        self.calls += 1
+        result = evaluate_generator(
+            self.questions,
+            self.retriever,
+            generator,
+            out_dir=self.out_dir / f"{self.calls:03d}",
+            framework=cfg.framework.name,
+            mode=str(ev.mode),
+            top_k=int(cfg.retriever.top_k),
+            max_steps=int(cfg.framework.max_steps),
+            max_passages=int(cfg.framework.max_passages),
+            batch_size=int(ev.batch_size),
+            progress=False,
+        )
+        return {k: float(result[k]) for k in ("em", "f1", "acc")}
 
 
 def evaluate_student(

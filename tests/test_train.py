@@ -410,7 +410,7 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
         "weighting=uniform,first,last,adaptive", "model=tiny", "dataset=toy",
         *train_overrides(stepwise_dir, tiny_cache),
         "trainer.max_steps=2", "trainer.limit_val_batches=1", "logger=wandb", "export=false",
-        "eval.enabled=true", "eval.limit=3", "eval.max_new_tokens=8", "eval.progress=false",
+        "eval.enabled=true", "eval.limit=3", "eval.val_limit=2", "eval.max_new_tokens=8", "eval.progress=false",
         f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
     r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
@@ -423,6 +423,7 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["global_step"] == 2 and "val/loss_mean" in metrics
         assert {"test/em", "test/f1", "test/acc"} <= set(metrics)  # evaluated in the loop after training
+        assert {"val/em", "val/f1", "val/acc"} <= set(metrics)  # answer metrics at validation too
         assert len((job / "eval" / "predictions.jsonl").read_text().splitlines()) == 3
         assert json.loads((job / "metrics.json").read_text())["weights"]["weight/final"] > 0
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
@@ -442,7 +443,13 @@ def test_train_scores_equal_standalone_evaluate_on_the_export(make_cfg, tmp_path
     """The test scores train.py logs at its end equal `evaluate.py target=student` on its export."""
     from steper.train import train
 
-    ev = ["eval.limit=6", "eval.max_new_tokens=12", "eval.progress=false", "eval.batch_size=4"]
+    ev = [
+        "eval.limit=6",
+        "eval.val_limit=0",
+        "eval.max_new_tokens=12",
+        "eval.progress=false",
+        "eval.batch_size=4",
+    ]
     cfg = make_cfg("trainer.max_steps=3", "logger=csv", "eval.enabled=true", *ev, name="trained")
     metrics = train(cfg)
     run = tmp_path / "trained"

@@ -253,6 +253,13 @@ class StepwiseDistillationModule(L.LightningModule):
     def on_fit_start(self) -> None:
         self.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps modes as found
 
+    def on_train_start(self) -> None:
+        initial = getattr(self, "_initial_val", None)
+        self._initial_val = None
+        if initial and self.global_step == 0 and self.trainer.is_global_zero:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(initial, step=0)
+
     def on_train_epoch_start(self) -> None:
         self._last_tick = None
 
@@ -308,6 +315,10 @@ class StepwiseDistillationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         losses = self.validation_summary()
+        if self._trainer is not None and self.trainer.sanity_checking:
+            # Lightning discards what is logged during the sanity check; keep it and log it at
+            # step 0 when training starts: the per-task losses before any update (where it started).
+            self._initial_val = dict(losses)
         mean = losses.pop("val/loss_mean", None)
         # Already reduced over ranks, so every rank holds the same values: sync_dist's mean is exact
         # (and keeps Lightning from warning about epoch-level metrics under DDP).

@@ -334,3 +334,22 @@ def test_mid_epoch_resume_continues_with_the_next_unseen_batch(tmp_path, tiny_ca
     first = run(max_steps=4, callbacks=[ckpt], enable_checkpointing=True)
     rest = run(ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=4.ckpt"))
     assert first + rest == whole
+
+
+def test_sanity_check_losses_are_logged_at_step_zero(data_dir, tiny_cache, tmp_path):
+    """With a full sanity check, the per-task validation losses before any update are logged at
+    step 0, so a run's history shows where each task started."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm, model, _ = setup(data_dir, tiny_cache)
+    module = StepwiseDistillationModule(model, FixedWeighting(), partial(torch.optim.AdamW, lr=1e-3))
+    before = trainer().validate(module, datamodule=dm, verbose=False)[0]
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    trainer(max_steps=2, num_sanity_val_steps=-1, logger=logger).fit(module, datamodule=dm)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    start = [r for r in rows if r["step"] == "0" and r.get("val/loss_first")]
+    assert len(start) == 1
+    for key in ("val/loss_first", "val/loss_mid", "val/loss_final", "val/loss_mean"):
+        assert float(start[0][key]) == pytest.approx(before[key], rel=1e-5)
