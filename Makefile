@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 
-.PHONY: install test test-slow lint bench clean
+.PHONY: install test test-slow lint bench demo clean
 
 install: $(BIN)/.installed
 
@@ -26,6 +26,10 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+# The whole pipeline offline on CPU: teacher data -> five tiny students -> evaluation -> report.
+demo: install
+	bash scripts/demo.sh
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -33,4 +37,4 @@ bench: install
 	$(BIN)/python benchmarks/bm25_bench.py
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun demo .pytest_cache

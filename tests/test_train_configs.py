@@ -217,6 +217,7 @@ def test_ddp_trainer_config():
 @pytest.mark.parametrize(
     "sweep,params",
     [
+        ("table1", {"method": "vanilla,steper", "dataset": "hotpot,2wiki,musique"}),
         ("table2", {"weighting": "uniform,first,last,adaptive", "dataset": "hotpot,musique"}),
         ("scaling", {"model": "qwen0.5b,qwen1.5b,qwen3b,qwen7b", "method": "steper,vanilla"}),
     ],
@@ -227,6 +228,19 @@ def test_sweep_files(sweep, params):
     assert dict(cfg.hydra.sweeper.params) == params
     for group, values in params.items():  # every value is an option of its group
         assert set(values.split(",")) <= set(options(group)), group
+    if sweep == "table1":
+        assert cfg.weighting.name == "adaptive"  # StepER's row of Table 1 is the adaptive one
+
+
+def test_table1_baselines_sweep_for_evaluate():
+    """`python evaluate.py sweep=table1_baselines --cfg hydra` composes: 3 modes x 3 datasets."""
+    r = subprocess.run(
+        [sys.executable, "evaluate.py", "sweep=table1_baselines", "target=oracle", "--cfg", "hydra"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "mode: MULTIRUN" in r.stdout
+    assert "mode: multistep,single,noretrieval" in r.stdout and "dataset: hotpot,2wiki,musique" in r.stdout
 
 
 @pytest.mark.skipif(

@@ -114,7 +114,7 @@ def make_report(
         tables["judge"] = judge_table(judged)
     tables["runs"] = runs_table(runs, kept)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("table1", "table2", "scaling", "judge", "runs"):
+    for name in ("table1", "table2", "scaling", "training", "judge", "runs"):
         if name in tables:
             path = out / f"{name}.csv"
             tables[name].write_csv(path)
@@ -157,6 +157,7 @@ def render_markdown(report: Report, paths: list[Path]) -> str:
         ("table1", "Table 1 has no rows (no run with a dataset)."),
         ("table2", "No StepER runs: Table 2 is empty."),
         ("scaling", "No student or teacher runs for the scaling table."),
+        ("training", "No training history (csv/metrics.csv) in the train runs."),
     ]
     for name, empty in sections:
         t = report.tables[name]

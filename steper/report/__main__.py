@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         console = _console()
         if not args.quiet:
-            for name in ("table1", "table2", "scaling", "judge"):
+            for name in ("table1", "table2", "scaling", "training", "judge"):
                 t = report.tables.get(name)
                 if t:
                     console.print(t.to_rich())

@@ -572,7 +572,43 @@ def runs_table(runs: list[RunRecord], kept: list[RunRecord] | None = None) -> Ta
     return table
 
 
+TASK_LOSSES = ("val/loss_first", "val/loss_mid", "val/loss_final")
+
+
+def loss_start_end(history: dict[str, list[float | None]], key: str) -> tuple[float, float] | None:
+    """The first and last logged values of a (sparse) history column, None when fewer than two."""
+    values = [v for v in history.get(key, []) if _finite(v)]
+    return (values[0], values[-1]) if len(values) >= 2 else None
+
+
+def training_table(runs: list[RunRecord]) -> Table:
+    """Did each student really train? Per task, the validation loss where it started (the step-0
+    validation) and where it ended, and their ratio."""
+    table = Table(
+        name="training",
+        title="Training: per-task validation loss, start → end (end / start)",
+        key_header=["run", "student", "model", "dataset", "seed"],
+        value_header=["first", "mid", "final"],
+        value_names=["first", "mid", "final"],
+    )
+    for r in sorted(runs, key=lambda r: r.order):
+        if r.kind != "train" or not r.history:
+            continue
+        cells: list[Cell] = []
+        for key in TASK_LOSSES:
+            se = loss_start_end(r.history, key)
+            cells.append(f"{se[0]:.2f} → {se[1]:.2f} ({se[1] / se[0]:.2f})" if se and se[0] else None)
+        if all(c is None for c in cells):
+            continue
+        keys = [_where(r), r.label, r.model or "?", r.dataset or "?", "" if r.seed is None else str(r.seed)]
+        table.rows.append((keys, cells))
+    return table
+
+
 def build_tables(runs: list[RunRecord]) -> tuple[dict[str, Table], list[str]]:
-    """Table 1, Table 2 and the scaling table after resolving duplicate cells; and the warnings."""
+    """Table 1, Table 2, the scaling table (after resolving duplicate cells) and the training
+    table; and the warnings."""
     kept, warnings = resolve_duplicates(runs)
-    return {"table1": table1(kept), "table2": table2(kept), "scaling": scaling_table(kept)}, warnings
+    tables = {"table1": table1(kept), "table2": table2(kept), "scaling": scaling_table(kept)}
+    tables["training"] = training_table(runs)
+    return tables, warnings
