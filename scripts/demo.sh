@@ -12,6 +12,8 @@ export STEPER_ROOT=${STEPER_ROOT:-demo}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Two training lanes share the two cores: one thread each.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# W&B runs are offline (no key here) and listed at the end; keep its per-run chatter out of the way.
+export WANDB_SILENT=${WANDB_SILENT:-true}
 WEIGHTINGS=${DEMO_WEIGHTINGS:-uniform,first,last,adaptive}
 SWEEP="$STEPER_ROOT/outputs/demo/$(date +%Y-%m-%d_%H-%M-%S)"
 mkdir -p "$SWEEP"

@@ -435,22 +435,43 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
         run_ids.add((job / "checkpoints" / "wandb_run_id.txt").read_text().strip())
     assert len(run_ids) == 4  # one W&B run per job
 
+    # The report on this real multirun: Table 2 has the four weightings with their test accuracy.
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [sys.executable, "-m", "steper.report", str(sweep_dir), "--out", str(out), "--no-plots"],
+        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    table2 = (out / "table2.csv").read_text()
+    assert len(table2.splitlines()) == 5  # header + one row per weighting
+    for weighting in ("uniform", "first", "last", "adaptive"):
+        assert weighting in table2
+    report = (out / "report.md").read_text()
+    for job in jobs:
+        assert f"{json.loads((job / 'metrics.json').read_text())['test/acc']:.2f}" in report
+
 
 # --------------------------------------------------------------------------- train -> evaluate parity
 
 
 def test_train_scores_equal_standalone_evaluate_on_the_export(make_cfg, tmp_path):
-    """The test scores train.py logs at its end equal `evaluate.py target=student` on its export."""
+    """A tiny student trained on toy-world teacher data (generate_data.py, oracle teacher) is
+    evaluated in the loop at the end of train.py; those scores equal `evaluate.py target=student`
+    on its export."""
     from steper.train import train
 
-    ev = [
-        "eval.limit=6",
-        "eval.val_limit=0",
-        "eval.max_new_tokens=12",
-        "eval.progress=false",
-        "eval.batch_size=4",
-    ]
-    cfg = make_cfg("trainer.max_steps=3", "logger=csv", "eval.enabled=true", *ev, name="trained")
+    gen = [
+        sys.executable, "generate_data.py", "dataset=toy", "teacher=oracle", "limit=40",
+        f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'gen-run'}",
+    ]  # fmt: skip
+    r = subprocess.run(gen, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    toy_data = tmp_path / "data" / "stepwise" / "toy-oracle-ircot" / "stepwise"
+    ev = ["eval.limit=6", "eval.val_limit=0", "eval.max_new_tokens=12", "eval.progress=false"]
+    cfg = make_cfg(
+        "trainer.max_steps=3", "logger=csv", "eval.enabled=true", "eval.batch_size=4", *ev,
+        name="trained", data_dir=toy_data,
+    )  # fmt: skip
     metrics = train(cfg)
     run = tmp_path / "trained"
     saved = json.loads((run / "metrics.json").read_text())

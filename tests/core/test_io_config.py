@@ -94,3 +94,14 @@ def test_secrets_are_masked_but_not_token_counts():
         "base_url": "https://***@host/v1",
         "tokenizer": "x",
     }
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "x.jsonl", [{"a": 1}])
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "x.jsonl").stat().st_mode & 0o777 == 0o644
