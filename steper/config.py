@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from steper.errors import SteperError
@@ -268,18 +268,6 @@ def validate(cfg: DictConfig) -> DictConfig:
     for name, schema in SCHEMAS.items():
         if name in cfg and cfg[name] is not None:
             checked = validate_section(name, cfg[name], schema)
-            with _open_struct(cfg):
+            with open_dict(cfg):
                 cfg[name] = checked
     return cfg
-
-
-class _open_struct:
-    def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
-
-    def __enter__(self) -> None:
-        self.flag = OmegaConf.is_struct(self.cfg)
-        OmegaConf.set_struct(self.cfg, False)
-
-    def __exit__(self, *exc: object) -> None:
-        OmegaConf.set_struct(self.cfg, self.flag)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from steper.config import validate_section
 from steper.errors import SteperError
@@ -86,7 +86,7 @@ class FrameworkConfig:
 def check_config(cfg: DictConfig) -> DictConfig:
     """Validate the `framework` section and the job's top-level options (SteperError on a bad one)."""
     fw = validate_section("framework", cfg.framework, FrameworkConfig)
-    with _unlocked(cfg):
+    with open_dict(cfg):
         cfg.framework = fw
     if cfg.framework.name not in FRAMEWORKS:
         raise SteperError(
@@ -107,18 +107,6 @@ def check_config(cfg: DictConfig) -> DictConfig:
     if not 0.0 <= float(cfg.max_failure_rate) <= 1.0:
         raise SteperError(f"max_failure_rate must be in [0, 1], got {cfg.max_failure_rate}")
     return cfg
-
-
-class _unlocked:
-    def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
-
-    def __enter__(self) -> None:
-        self.flag = OmegaConf.is_struct(self.cfg)
-        OmegaConf.set_struct(self.cfg, False)
-
-    def __exit__(self, *exc: object) -> None:
-        OmegaConf.set_struct(self.cfg, self.flag)
 
 
 def _plain(node: Any) -> Any:
