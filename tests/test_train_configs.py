@@ -48,7 +48,10 @@ def compose_train(overrides: list[str] | None = None, hydra: bool = False):
 
 
 def has_plugin(name: str) -> bool:
-    return importlib.util.find_spec(f"hydra_plugins.{name}") is not None
+    try:  # without any plugin installed, the hydra_plugins namespace package itself is missing
+        return importlib.util.find_spec(f"hydra_plugins.{name}") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 @pytest.fixture(autouse=True)

@@ -139,3 +139,25 @@ def test_restores_training_mode(tiny):
         assert model.training
     finally:
         model.eval()
+
+
+def test_hand_written_greedy_matches_generate(tiny):
+    """The hand-written greedy loop (rows dropped as they end, preallocated cache) gives what
+    `model.generate` gives, batched or not, with stop strings ending rows at different steps."""
+    model, tok = tiny
+    free = HFGenerator.from_pretrained_objects(model, tok, stop=[], max_new_tokens=16).generate(REQUESTS)
+    # stop strings that end some rows early and others not at all
+    stops = sorted({t[len(t) // 2] for t in free if t[len(t) // 2 :].strip()} - {" "})[:2]
+    assert stops
+    outs = {}
+    for fast in (True, False):
+        for bs in (1, 5):
+            gen = HFGenerator.from_pretrained_objects(
+                model, tok, stop=stops, max_new_tokens=16, batch_size=bs
+            )
+            if not fast:
+                gen._fast = False  # the transformers generate() path
+            outs[fast, bs] = gen.generate(REQUESTS)
+            assert gen._fast is fast
+    assert outs[True, 1] == outs[True, 5] == outs[False, 1] == outs[False, 5]
+    assert any(o != f for o, f in zip(outs[True, 5], free))  # some rows did stop early
