@@ -583,13 +583,13 @@ def loss_start_end(history: dict[str, list[float | None]], key: str) -> tuple[fl
 
 def training_table(runs: list[RunRecord]) -> Table:
     """Did each student really train? Per task, the validation loss where it started (the step-0
-    validation) and where it ended, and their ratio."""
+    validation) and where it ended."""
     table = Table(
         name="training",
-        title="Training: per-task validation loss, start → end (end / start)",
+        title="Training: per-task validation loss at the start and at the end",
         key_header=["run", "student", "model", "dataset", "seed"],
-        value_header=["first", "mid", "final"],
-        value_names=["first", "mid", "final"],
+        value_header=[f"{t} {when}" for t in ("first", "mid", "final") for when in ("start", "end")],
+        value_names=[f"{t}_{when}" for t in ("first", "mid", "final") for when in ("start", "end")],
     )
     for r in sorted(runs, key=lambda r: r.order):
         if r.kind != "train" or not r.history:
@@ -597,7 +597,7 @@ def training_table(runs: list[RunRecord]) -> Table:
         cells: list[Cell] = []
         for key in TASK_LOSSES:
             se = loss_start_end(r.history, key)
-            cells.append(f"{se[0]:.2f} → {se[1]:.2f} ({se[1] / se[0]:.2f})" if se and se[0] else None)
+            cells += [Stat([se[0]]), Stat([se[1]])] if se else [None, None]
         if all(c is None for c in cells):
             continue
         keys = [_where(r), r.label, r.model or "?", r.dataset or "?", "" if r.seed is None else str(r.seed)]

@@ -28,5 +28,6 @@ def test_training_table_start_end_ratio():
     assert len(table.rows) == 1
     keys, cells = table.rows[0]
     assert keys[2:] == ["tiny", "toy", "0"]
-    assert cells == ["6.00 → 1.50 (0.25)", "5.00 → 4.00 (0.80)", None]
-    assert "6.00 → 1.50 (0.25)" in table.to_markdown()
+    assert [table.cell_text(c) for c in cells] == ["6.00", "1.50", "5.00", "4.00", "—", "—"]
+    csv_text = table.to_csv()
+    assert "first_start" in csv_text.splitlines()[0] and ",6,,1,1.5,,1," in csv_text
