@@ -233,6 +233,15 @@ def test_sweep_files(sweep, params):
         assert set(values.split(",")) <= set(options(group)), group
     if sweep == "table1":
         assert cfg.weighting.name == "adaptive"  # StepER's row of Table 1 is the adaptive one
+    # and from the command line, as a user checks a sweep before launching it
+    for what in ("job", "hydra"):
+        r = subprocess.run(
+            [sys.executable, "train.py", f"sweep={sweep}", "--cfg", what],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    for group, values in params.items():
+        assert f"{group}: {values}" in r.stdout
 
 
 def test_table1_baselines_sweep_for_evaluate():
