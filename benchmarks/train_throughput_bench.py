@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -31,65 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lightning.pytorch as L  # noqa: E402
 import torch  # noqa: E402
 
-from steper.data.schema import Paragraph  # noqa: E402
 from steper.distill.datamodule import StepwiseDataModule, real_token_share  # noqa: E402
 from steper.distill.models import load_student  # noqa: E402
 from steper.distill.module import StepwiseDistillationModule, cosine_with_warmup  # noqa: E402
+from steper.distill.synthetic import synthetic_stepwise_rows  # noqa: E402
 from steper.distill.weighting import AdaptiveWeighting  # noqa: E402
 from steper.io import write_jsonl  # noqa: E402
-from steper.reasoning.prompts import build_prompt  # noqa: E402
-
-NAMES = ["Arlo", "Bren", "Cato", "Dara", "Elin", "Faro", "Gwen", "Hale", "Ivo", "Juno", "Kai", "Lumi"]
-CITIES = ["Ashford", "Brill", "Corran", "Dunmore", "Elmswick", "Fairhold", "Glenby", "Harrow"]
-FILLER = "the river runs by old mills and green fields where farmers grow wheat barley and oats".split()
 
 
 def stepwise_rows(n: int, seed: int, max_filler: int) -> list[dict]:
     """3-step synthetic chains (first, mid, final) with passages of 0..max_filler extra words."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        film, director, city = f"{rng.choice(NAMES)} Story", f"{rng.choice(NAMES)} Oak", rng.choice(CITIES)
-
-        def pad() -> str:
-            return " ".join(rng.choice(FILLER) for _ in range(rng.randint(0, max_filler)))
-
-        p1 = Paragraph(film, f"{film} is a film directed by {director}. {pad()}")
-        p2 = Paragraph(director, f"{director} is a director born in {city}. {pad()}")
-        q = f"Where was the director of {film} born?"
-        chain = [
-            f"{film} was directed by {director}.",
-            f"{director} was born in {city}.",
-            f"So the answer is: {city}.",
-        ]
-        both = build_prompt(q, [p1, p2])
-        rows += [
-            {
-                "qid": f"q{i}",
-                "task": "first",
-                "step": 1,
-                "prompt": build_prompt(q, [p1]),
-                "prefix": "",
-                "target": chain[0],
-            },
-            {
-                "qid": f"q{i}",
-                "task": "mid",
-                "step": 2,
-                "prompt": both,
-                "prefix": chain[0],
-                "target": chain[1],
-            },
-            {
-                "qid": f"q{i}",
-                "task": "final",
-                "step": 3,
-                "prompt": both,
-                "prefix": " ".join(chain[:2]),
-                "target": chain[2],
-            },
-        ]
-    return rows
+    return synthetic_stepwise_rows(n, seed, filler=(0, max_filler), tasks=("first", "mid", "final"))
 
 
 def sync(device: str) -> None:

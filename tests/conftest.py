@@ -45,3 +45,32 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     cache = tmp_path_factory.mktemp("tiny")
     return load_or_build_tiny(cache, lambda: TINY_TEXTS, vocab_size=512, hidden_size=64, num_layers=2)
+
+
+@pytest.fixture(scope="session")
+def noisy_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with larger random weights, saved: greedy outputs then depend on the prompt
+    (the stock init repeats one token, which would hide a padding or batching bug)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("noisy-tiny")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for entry points started by a test: offline, one thread, unbuffered, and
+    no W&B key (runs stay offline)."""
+    env = dict(os.environ)  # holds the offline settings above
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("WANDB_API_KEY", None)
+    return env

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,21 +13,13 @@ import pytest
 
 from steper.errors import SteperError
 from steper.reasoning.loop import strip_timings
+from tests.conftest import subprocess_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        WANDB_MODE="offline",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return subprocess_env()
 
 
 def _args(tmp: Path, *extra: str) -> list[str]:

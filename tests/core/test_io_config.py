@@ -53,7 +53,9 @@ def test_appender_cuts_torn_tail(tmp_path):
 
 
 def test_validate_rejects_unknown_key_and_bad_type():
-    with pytest.raises(SteperError, match=r"config `dataset`: bad key `bogus`.*Valid keys of `dataset`: name"):
+    with pytest.raises(
+        SteperError, match=r"config `dataset`: bad key `bogus`.*Valid keys of `dataset`: name"
+    ):
         validate(OmegaConf.create({"dataset": {"name": "toy", "bogus": 1}}))
     with pytest.raises(SteperError, match=r"config `retriever`: bad key `top_k`"):
         validate(OmegaConf.create({"retriever": {"top_k": "many"}}))

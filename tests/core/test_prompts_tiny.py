@@ -5,7 +5,10 @@ from __future__ import annotations
 from steper.data.schema import Paragraph
 from steper.reasoning.prompts import build_prompt, continuation, fit_passages, render
 
-PASSAGES = [Paragraph("Zorvak Telu", "Zorvak Telu is a film directed by Mirel Okana."), Paragraph("B", "beta gamma")]
+PASSAGES = [
+    Paragraph("Zorvak Telu", "Zorvak Telu is a film directed by Mirel Okana."),
+    Paragraph("B", "beta gamma"),
+]
 
 
 def test_prompt_layout_matches_ircot():
@@ -45,5 +48,7 @@ def test_tiny_model_builds_and_is_cached(tiny_model_dir, tmp_path):
     stamp = (tiny_model_dir / "config.json").stat().st_mtime_ns
     from tests.conftest import TINY_TEXTS
 
-    again = load_or_build_tiny(tiny_model_dir.parent, lambda: TINY_TEXTS, vocab_size=512, hidden_size=64, num_layers=2)
+    again = load_or_build_tiny(
+        tiny_model_dir.parent, lambda: TINY_TEXTS, vocab_size=512, hidden_size=64, num_layers=2
+    )
     assert again == tiny_model_dir and (again / "config.json").stat().st_mtime_ns == stamp

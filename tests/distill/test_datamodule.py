@@ -3,80 +3,21 @@
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
 
 from steper.data.schema import Paragraph
 from steper.distill.datamodule import StepwiseDataModule, StepwiseSampler, parse_prompt, real_token_share
+from steper.distill.synthetic import synthetic_stepwise_rows
 from steper.distill.tiny import train_tokenizer
 from steper.errors import SteperError
 from steper.io import write_jsonl
 from steper.reasoning.prompts import build_prompt, continuation, render
 
-FIRST = ["Arlo", "Bren", "Cato", "Dara", "Elin", "Faro", "Gwen", "Hale", "Ivo", "Juno", "Kai", "Lumi"]
-LAST = ["Marsh", "North", "Oak", "Pike", "Quill", "Reed", "Stone", "Thorn", "Vale", "Wren"]
-CITIES = ["Ashford", "Brill", "Corran", "Dunmore", "Elmswick", "Fairhold", "Glenby", "Harrow"]
-FILLER = "the river runs by old mills and green fields where farmers grow wheat barley and oats".split()
-
 
 def stepwise_rows(n_questions: int, seed: int = 0, filler: tuple[int, int] = (0, 12)) -> list[dict]:
-    """A small synthetic step-wise set in generate_data's format: 3-step chains (first, mid,
-    final) plus the vanilla view, passages padded with 0..N filler words."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n_questions):
-        film = f"{rng.choice(FIRST)} {rng.choice(LAST)} Story"
-        director, city = f"{rng.choice(FIRST)} {rng.choice(LAST)}", rng.choice(CITIES)
-
-        def pad() -> str:
-            return " ".join(rng.choice(FILLER) for _ in range(rng.randint(*filler)))
-
-        p1 = Paragraph(film, f"{film} is a film directed by {director}. {pad()}".strip())
-        p2 = Paragraph(director, f"{director} is a director born in {city}. {pad()}".strip())
-        q = f"Where was the director of {film} born?"
-        chain = [
-            f"{film} was directed by {director}.",
-            f"{director} was born in {city}.",
-            f"So the answer is: {city}.",
-        ]
-        both = build_prompt(q, [p1, p2])
-        rows += [
-            {
-                "qid": f"q{i}",
-                "task": "first",
-                "step": 1,
-                "prompt": build_prompt(q, [p1]),
-                "prefix": "",
-                "target": chain[0],
-            },
-            {
-                "qid": f"q{i}",
-                "task": "mid",
-                "step": 2,
-                "prompt": both,
-                "prefix": chain[0],
-                "target": chain[1],
-            },
-            {
-                "qid": f"q{i}",
-                "task": "final",
-                "step": 3,
-                "prompt": both,
-                "prefix": " ".join(chain[:2]),
-                "target": chain[2],
-            },
-            {
-                "qid": f"q{i}",
-                "task": "vanilla",
-                "step": 3,
-                "prompt": both,
-                "prefix": "",
-                "target": " ".join(chain),
-            },
-        ]
-    return rows
+    return synthetic_stepwise_rows(n_questions, seed, filler)
 
 
 def write_stepwise(path, n_train: int = 24, n_val: int = 8, seed: int = 0, **kw):

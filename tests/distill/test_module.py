@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import random
 from functools import partial
 
 import lightning.pytorch as L
 import pytest
 import torch
 
-from steper.data.schema import Paragraph
 from steper.distill.datamodule import StepwiseDataModule
 from steper.distill.models import load_student
 from steper.distill.module import StepwiseDistillationModule, cosine_with_warmup, group_by_task
+from steper.distill.synthetic import synthetic_stepwise_rows
 from steper.distill.weighting import AdaptiveWeighting, FixedWeighting
 from steper.errors import SteperError
 from steper.io import write_jsonl
-from steper.reasoning.prompts import build_prompt
 
-NAMES = ["Arlo", "Bren", "Cato", "Dara", "Elin", "Faro", "Gwen", "Hale", "Ivo", "Juno", "Kai", "Lumi"]
-CITIES = ["Ashford", "Brill", "Corran", "Dunmore", "Elmswick", "Fairhold", "Glenby", "Harrow"]
 TINY = {"vocab_size": 384, "hidden_size": 64, "num_layers": 2, "intermediate_size": 128}
 
 
@@ -33,37 +29,7 @@ def _one_thread():
 
 
 def stepwise_rows(n: int, seed: int, tasks=("first", "mid", "final")) -> list[dict]:
-    """Synthetic 3-step chains in generate_data's row format (see test_datamodule for the long form)."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        film, director, city = f"{rng.choice(NAMES)} Story", f"{rng.choice(NAMES)} Oak", rng.choice(CITIES)
-        p1 = Paragraph(film, f"{film} is a film directed by {director}.")
-        p2 = Paragraph(director, f"{director} is a director born in {city}.")
-        q = f"Where was the director of {film} born?"
-        chain = [
-            f"{film} was directed by {director}.",
-            f"{director} was born in {city}.",
-            f"So the answer is: {city}.",
-        ]
-        by_task = {
-            "first": (build_prompt(q, [p1]), "", chain[0]),
-            "mid": (build_prompt(q, [p1, p2]), chain[0], chain[1]),
-            "final": (build_prompt(q, [p1, p2]), " ".join(chain[:2]), chain[2]),
-        }
-        for step, task in enumerate(tasks, 1):
-            prompt, prefix, target = by_task[task]
-            rows.append(
-                {
-                    "qid": f"q{i}",
-                    "task": task,
-                    "step": step,
-                    "prompt": prompt,
-                    "prefix": prefix,
-                    "target": target,
-                }
-            )
-    return rows
+    return synthetic_stepwise_rows(n, seed, filler=(0, 0), tasks=tasks)
 
 
 @pytest.fixture(scope="module")

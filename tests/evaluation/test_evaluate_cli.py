@@ -4,7 +4,6 @@ as an exported `student`, resume after SIGKILL, and a missing setting."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import torch
 
 from steper.evaluation.run import metrics_from_predictions, strip_timing_metrics
 from steper.reasoning.loop import strip_timings
+from tests.conftest import subprocess_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # the tiny model on CPU: few, short steps and short prompts keep it fast
@@ -42,38 +42,8 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("eval-cli-cache")
 
 
-@pytest.fixture(scope="module")
-def noisy_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with larger random weights (prompt-dependent greedy outputs), saved."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("noisy-tiny-cli")
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True, dtype=torch.float32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        WANDB_MODE="offline",
-        WANDB_SILENT="true",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("WANDB_API_KEY", None)
-    return env
+    return subprocess_env()
 
 
 def _overrides(tmp: Path, cache: Path, *extra: str) -> list[str]:

@@ -61,25 +61,6 @@ def retriever(tmp_path_factory):
     return load_retriever(TOY, {"name": "bm25", "top_k": 2}, tmp_path_factory.mktemp("eval-cache"))
 
 
-@pytest.fixture(scope="module")
-def noisy_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with larger random weights, saved: greedy outputs then depend on the prompt
-    (the stock init repeats one token, which would hide differences)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("noisy-tiny")
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True, dtype=torch.float32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _load(path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -30,16 +30,10 @@ REQUESTS = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    """The tiny model with larger random weights, so greedy outputs depend on the prompt (the
-    stock init repeats one token, which would hide a padding bug)."""
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True, dtype=torch.float32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
+def tiny(noisy_dir):
+    """The tiny model with larger random weights (see conftest), loaded."""
+    tok = AutoTokenizer.from_pretrained(noisy_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(noisy_dir, local_files_only=True, dtype=torch.float32)
     return model, tok
 
 
