@@ -552,6 +552,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def generation_options(cfg: DictConfig) -> dict[str, Any]:
+    """How the student generates when train.py evaluates it (`eval.*`), as evaluate.py would."""
+    ev = cfg.eval
+    return {"max_new_tokens": int(ev.max_new_tokens), "stop": list(ev.stop), "batch_size": int(ev.batch_size)}
+
+
+def loop_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The loop the student is evaluated in: the job's framework and retriever, `eval.mode`."""
+    return {
+        "framework": cfg.framework.name,
+        "mode": str(cfg.eval.mode),
+        "top_k": int(cfg.retriever.top_k),
+        "max_steps": int(cfg.framework.max_steps),
+        "max_passages": int(cfg.framework.max_passages),
+        "batch_size": int(cfg.eval.batch_size),
+    }
+
+
 class ValidationAnswers:
     """The answer metrics of each validation: the student in the real loop on the first
     `eval.val_limit` dev questions, logged as val/em, val/f1, val/acc (rank 0 evaluates)."""
@@ -576,25 +594,17 @@ class ValidationAnswers:
         if self.questions is None:
             self.questions = load_questions(cfg.dataset, "dev")[: int(ev.val_limit)]
             self.retriever = load_retriever(cfg.dataset, cfg.retriever, cfg.paths.cache_dir)
-        opts = {
-            "max_new_tokens": int(ev.max_new_tokens),
-            "stop": list(ev.stop),
-            "batch_size": int(ev.batch_size),
-        }
-        generator = HFGenerator.from_pretrained_objects(model, tokenizer, chat=bool(self.dm.use_chat), **opts)
+        generator = HFGenerator.from_pretrained_objects(
+            model, tokenizer, chat=bool(self.dm.use_chat), **generation_options(cfg)
+        )
         self.calls += 1
         result = evaluate_generator(
             self.questions,
             self.retriever,
             generator,
             out_dir=self.out_dir / f"{self.calls:03d}",
-            framework=cfg.framework.name,
-            mode=str(ev.mode),
-            top_k=int(cfg.retriever.top_k),
-            max_steps=int(cfg.framework.max_steps),
-            max_passages=int(cfg.framework.max_passages),
-            batch_size=int(ev.batch_size),
             progress=False,
+            **loop_settings(cfg),
         )
         return {k: float(result[k]) for k in ("em", "f1", "acc")}
 
@@ -617,7 +627,7 @@ def evaluate_student(
     questions = load_questions(cfg.dataset, ev.split)
     if ev.limit is not None:
         questions = questions[: int(ev.limit)]
-    opts = {"max_new_tokens": int(ev.max_new_tokens), "stop": list(ev.stop), "batch_size": int(ev.batch_size)}
+    opts = generation_options(cfg)
     sharded = type(trainer.strategy).__name__.startswith(("FSDP", "DeepSpeed"))
     if sharded and export_dir is not None:
         from steper.evaluation.targets import build_target
@@ -635,13 +645,8 @@ def evaluate_student(
             retriever,
             generator,
             out_dir=out_dir,
-            framework=cfg.framework.name,
-            mode=str(ev.mode),
-            top_k=int(cfg.retriever.top_k),
-            max_steps=int(cfg.framework.max_steps),
-            max_passages=int(cfg.framework.max_passages),
-            batch_size=int(ev.batch_size),
             progress=bool(ev.progress),
+            **loop_settings(cfg),
             run_key={
                 "dataset": cfg.dataset.name,
                 "split": ev.split,

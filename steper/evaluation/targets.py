@@ -38,19 +38,6 @@ EXPORT_META = "steper_export.json"
 ADAPTER_CONFIG = "adapter_config.json"
 # Generation options every generating target passes to its generator.
 GEN_KEYS = ("max_new_tokens", "stop", "temperature", "chat", "max_context")
-OPENAI_KEYS = (
-    "base_url",
-    "model",
-    "api",
-    "api_key_env",
-    "concurrency",
-    "timeout_s",
-    "max_retries",
-    "backoff_base_s",
-    "backoff_max_s",
-    "tokenizer",
-    "extra_body",
-)
 # Target settings that do not change the predictions (left out of the resume check).
 RUNTIME_KEYS = frozenset(
     {
@@ -492,8 +479,9 @@ def load_hf(opts: dict[str, Any], batch_size: int) -> Target:
 
 def load_openai(opts: dict[str, Any], batch_size: int) -> Target:
     from steper.generators import build_generator
+    from steper.generators.openai_compat import OPTS
 
-    teacher = {k: opts[k] for k in (*OPENAI_KEYS, *GEN_KEYS) if k in opts}
+    teacher = {k: opts[k] for k in OPTS if k in opts}
     generator = build_generator({"name": "openai", **teacher})
     label = opts.get("label") or _label(opts.get("model") or "openai")
     info = {"kind": "openai", "base_url": opts.get("base_url"), "model": opts.get("model")}
