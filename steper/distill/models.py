@@ -75,7 +75,8 @@ def load_student(
     """Load (model, tokenizer).
 
     `name_or_path`: a hub id (read from the local cache only when HF_HUB_OFFLINE=1), a local
-    directory, or `tiny` (built from `texts_fn()` into `cache_dir` by `load_or_build_tiny(**tiny)`).
+    directory, a registry model fetched by `python -m steper.models fetch` (steper/models/), or
+    `tiny` (built from `texts_fn()` into `cache_dir` by `load_or_build_tiny(**tiny)`).
     `dtype`: auto (the checkpoint's) | float32 | bfloat16 | float16. For full fine-tuning under
     `precision=bf16-mixed` load float32 (bf16 weights lose small updates).
     `peft`: `{"r", "alpha", "dropout", "target_modules", ...}` → LoRA (other keys go to
@@ -94,6 +95,9 @@ def load_student(
         cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "steper" / "tiny"
         source: str | Path = load_or_build_tiny(cache, lambda: list(texts_fn()), **(tiny or {}))
     else:
+        from steper.models import resolve_model
+
+        name_or_path = resolve_model(name_or_path)  # a registry model → its fetched folder
         path = Path(os.path.expanduser(str(name_or_path)))
         if path.exists():
             if not (path / "config.json").is_file():

@@ -163,9 +163,11 @@ def load_tokenizer(src: str | os.PathLike):
     from transformers import AutoTokenizer
 
     from steper.generators.hf import hub_offline
+    from steper.models import resolve_model
 
-    path = _expand(src)
-    name = str(path) if path.exists() else str(src)
+    resolved = resolve_model(src)  # a registry model → its fetched folder
+    path = _expand(resolved)
+    name = str(path) if path.exists() else str(resolved)
     try:
         return AutoTokenizer.from_pretrained(name, local_files_only=hub_offline())
     except (OSError, ValueError) as e:
@@ -218,7 +220,9 @@ def read_export_meta(d: Path) -> dict[str, Any]:
 def _resolve_base(base: str, where: str) -> str:
     """A base model reference: an existing local path (expanded) or an HF id; a missing path is an error."""
     from steper.generators.hf import _looks_like_path
+    from steper.models import resolve_model
 
+    base = resolve_model(base)  # a registry model → its fetched folder
     path = _expand(base)
     if path.exists():
         return str(path)

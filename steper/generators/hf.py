@@ -92,9 +92,11 @@ def load_model_and_tokenizer(model_name_or_path: str, dtype: str = "auto", devic
     """Load a causal LM and its tokenizer (local dir or HF id), on `device`, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from steper.models import resolve_model
+
     if not model_name_or_path:
         raise SteperError("teacher.model_name_or_path is not set: give a local model directory or an HF id")
-    src = str(model_name_or_path)
+    src = str(resolve_model(model_name_or_path))  # a registry model → its fetched folder
     expanded = os.path.expanduser(src)
     if os.path.exists(expanded):
         src = expanded
