@@ -12,7 +12,7 @@ Splits:
   `test_path`, `dev_path` is taken to be IRCoT's full processed dev.jsonl and subsampled as above.
 - format `toy`: the synthetic world of `steper.data.toy`.
 
-The corpus is cached under `cache_dir/<name>-<hash>/corpus.jsonl`, the hash taken over the config
+The corpus is cached under `cache_dir/<name>-<hash>/corpus.jsonl` (+ `corpus.offsets.npy`), the hash taken over the config
 fields that decide the corpus (name, format, question and corpus paths), so changing `strict` or
 the id lists does not rebuild it. Extra question files whose paragraphs belong in the corpus (IRCoT
 also indexes 2Wiki's test.json and MuSiQue's `full` files) can be listed in an optional
@@ -25,6 +25,7 @@ import functools
 import glob
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -149,8 +150,9 @@ def corpus_cache_path(dataset_cfg: Any, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{c['name']}-{digest}" / "corpus.jsonl"
 
 
-def load_corpus(dataset_cfg: Any, cache_dir: str | Path) -> list[Paragraph]:
-    """The retrieval corpus of the configured dataset, built once and reloaded (see module doc)."""
+def load_corpus(dataset_cfg: Any, cache_dir: str | Path) -> Sequence[Paragraph]:
+    """The retrieval corpus of the configured dataset, built once and reloaded (see module doc): a list
+    for the toy world, else a memory-mapped `ParagraphStore` (never the whole corpus as objects)."""
     c = _as_dict(dataset_cfg)
     fmt = _format(c)
     if fmt == "toy":

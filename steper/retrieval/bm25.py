@@ -4,11 +4,18 @@ One `Bm25Tokenizer` (lower-case, bm25s's word pattern, stopword removal, Snowbal
 both the index and the queries; its settings and resolved stopword list are saved with the index,
 so a reloaded index tokenizes queries exactly as the corpus was tokenized.
 
-On disk (`save`), one directory, written to a temp dir and renamed into place:
+Two ways to build: `build` (in memory, bm25s's own `index`; small corpora and tests) and
+`build_to_disk` (streamed in chunks, memory bounded by the chunk size, steper.retrieval.chunked;
+what `load_or_build`, hence evaluate.py / generate_data.py / train.py, uses). Both give the same
+index, bit for bit.
+
+On disk (`save` / `build_to_disk`), one directory, written to a temp dir and renamed into place:
 
     meta.json              format version, params, resolved stopwords, number of paragraphs
-    *.index.npy/.json      the bm25s index (bm25s's own `save`)
-    paragraphs.jsonl       one Paragraph per line, in index order (pid always set)
+                           (and, from build_to_disk, the build statistics)
+    *.index.npy/.json      the bm25s index, in bm25s's saved layout (`bm25s.BM25.load` reads it)
+    paragraphs.jsonl       one Paragraph per line, in index order (pid always set); a hard link to
+                           the corpus store when built from it
     paragraphs.offsets.npy byte offset of each line (n + 1 entries), so a loaded index reads a
                            paragraph on demand from a memory map instead of parsing the whole file
 
@@ -22,22 +29,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import mmap
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from steper.data.corpus import ParagraphStore, ParagraphWriter
 from steper.data.schema import Paragraph
 from steper.errors import SteperError
+from steper.retrieval.chunked import BM25S_FILES, DEFAULT_CHUNK_SIZE, build_bm25s_index
 
 log = logging.getLogger(__name__)
 # bm25s logs every index build at DEBUG; under Hydra's root DEBUG/INFO handlers that is noise.
@@ -48,8 +57,6 @@ METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 META_FILE = "meta.json"
 PARAGRAPHS_FILE = "paragraphs.jsonl"
 OFFSETS_FILE = "paragraphs.offsets.npy"
-# bm25s's own file names (its `save` defaults); checked to exist before loading.
-BM25S_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")
 # A build over at least this many paragraphs shows a progress message.
 PROGRESS_MIN_PARAGRAPHS = 20_000
 
@@ -103,29 +110,79 @@ class Bm25Tokenizer:
         toks = [w for w in _WORD.findall(text.lower()) if w not in self.stopwords]
         return self._stemmer.stemWords(toks) if self._stemmer is not None and toks else toks
 
-    def encode_corpus(self, texts: Sequence[str]) -> tuple[list[list[int]], dict[str, int]]:
+    def corpus_encoder(self) -> CorpusEncoder:
+        """A stateful encoder that grows one vocabulary over chunks of texts (see `CorpusEncoder`)."""
+        return CorpusEncoder(self)
+
+    def encode_corpus(self, texts: Iterable[str], chunk_size: int = 10_000) -> tuple[list[list[int]], dict[str, int]]:
         """Token ids of each text and the vocabulary (stem → contiguous id) they index into."""
-        vocab: dict[str, int] = {}
-        word_id: dict[str, int] = {w: -1 for w in self.stopwords}  # raw word → token id (-1: stopword)
-        get = word_id.get
+        enc = self.corpus_encoder()
         out: list[list[int]] = []
-        for text in texts:
-            words = _WORD.findall(text.lower())
-            ids = list(map(get, words))
-            if None in ids:
-                new = list(dict.fromkeys(w for w, i in zip(words, ids) if i is None))
-                stems = self._stemmer.stemWords(new) if self._stemmer is not None else new
-                for w, s in zip(new, stems):
-                    word_id[w] = vocab.setdefault(s, len(vocab))
-                ids = [word_id[w] for w in words]
-            out.append([i for i in ids if i >= 0])
-        return out, vocab
+        for chunk in _chunks(texts, chunk_size):
+            flat, lengths = enc.encode(chunk)
+            # Shared int objects (one per vocabulary id) instead of one new int per token: 8 bytes
+            # per token in the lists, as a hand-built list of dict values would be.
+            objs = enc.int_objects()[flat].tolist()
+            ends = np.cumsum(lengths).tolist()
+            out.extend(objs[a:b] for a, b in zip([0, *ends[:-1]], ends))
+        return out, enc.vocab
 
     def encode_queries(self, queries: Sequence[str], vocab: dict[str, int]) -> list[list[int]]:
         out = []
         for q in queries:
             out.append([vocab[s] for s in self.words(q) if s in vocab])
         return out
+
+
+class CorpusEncoder:
+    """Encodes a corpus chunk by chunk into ids of one growing vocabulary, in first-seen order.
+
+    The ids do not depend on the chunking: a stem gets the next id when its first word is first
+    met, text by text, word by word, exactly as one pass over the whole corpus would give them.
+    Each chunk is encoded with C-level loops (regex, dict lookups, numpy) and only the chunk's new
+    words go through Python and the stemmer.
+    """
+
+    def __init__(self, tokenizer: Bm25Tokenizer):
+        self._stemmer = tokenizer._stemmer
+        self.vocab: dict[str, int] = {}
+        # raw (lower-cased) word → token id; stopwords map to -1 and are dropped
+        self._word_id: dict[str, int] = {w: -1 for w in tokenizer.stopwords}
+        self._ints = np.empty(0, dtype=object)
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids of all texts concatenated, int32; number of tokens of each text, int64)."""
+        find = _WORD.findall
+        per_text = [find(t.lower()) for t in texts]
+        words = list(chain.from_iterable(per_text))
+        word_id = self._word_id
+        ids = list(map(word_id.get, words))
+        if None in ids:
+            new = [w for w in dict.fromkeys(words) if w not in word_id]
+            stems = self._stemmer.stemWords(new) if self._stemmer is not None else new
+            vocab = self.vocab
+            for w, st in zip(new, stems):
+                word_id[w] = vocab.setdefault(st, len(vocab))
+            ids = list(map(word_id.get, words))
+        arr = np.array(ids, dtype=np.int32) if ids else np.empty(0, dtype=np.int32)
+        raw_len = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+        keep = arr >= 0
+        if keep.all():
+            return arr, raw_len
+        text_of = np.repeat(np.arange(len(per_text)), raw_len)
+        return arr[keep], np.bincount(text_of[keep], minlength=len(per_text)).astype(np.int64)
+
+    def int_objects(self) -> np.ndarray:
+        """An object array whose entry i is the int i, for every id of the vocabulary so far."""
+        if len(self._ints) < len(self.vocab):
+            self._ints = np.arange(len(self.vocab)).astype(object)
+        return self._ints
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def _params(k1: float, b: float, method: str, stemmer: str | None, stopwords: Any) -> dict[str, Any]:
@@ -147,27 +204,6 @@ def _paragraph_line(p: Paragraph) -> bytes:
     return (json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
 
 
-class _LazyParagraphs:
-    """Paragraphs read on demand from the saved JSONL through a memory map (constant memory, instant load)."""
-
-    def __init__(self, path: Path, offsets: np.ndarray):
-        self.path = path
-        self.offsets = offsets
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> Paragraph:
-        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        return Paragraph.from_dict(json.loads(self._mm[start:end]))
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-
 class BM25Retriever:
     """BM25 retrieval over a list of `Paragraph`s; build once, `save`, and `load` later."""
 
@@ -175,7 +211,7 @@ class BM25Retriever:
         self, bm25, paragraphs, tokenizer: Bm25Tokenizer, params: dict[str, Any], n_threads: int = 0
     ):
         self._bm25 = bm25
-        self._paragraphs = paragraphs  # list[Paragraph] or _LazyParagraphs, pid always set
+        self._paragraphs = paragraphs  # list[Paragraph] or a memory-mapped ParagraphStore, pid always set
         self.tokenizer = tokenizer
         self.params = params
         # Threads for bm25s's batched retrieval: 0 = sequential, -1 = all CPUs.
@@ -227,6 +263,90 @@ class BM25Retriever:
         if console is not None:
             console.log(f"BM25 index built: {len(vocab):,} terms, {time.perf_counter() - t0:.1f}s")
         return cls(model, paras, tokenizer, params)
+
+    @classmethod
+    def build_to_disk(
+        cls,
+        paragraphs: Iterable[Paragraph],
+        path: str | os.PathLike,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: bool | None = None,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
+        stemmer: str | None = "english",
+        stopwords: str | Sequence[str] | None = "en",
+    ) -> dict[str, Any]:
+        """Index `title + " " + text` of each paragraph straight into the index folder `path`, in
+        memory bounded by `chunk_size` paragraphs (steper.retrieval.chunked), atomically (temp dir,
+        then rename). The same index as `build(...).save(path)`. Returns the build statistics, also
+        kept in meta.json under "build".
+
+        A `ParagraphStore` (the corpus cache) is hard-linked into the folder instead of copied; any
+        other iterable is written out as it is read (a paragraph without a pid gets its position).
+        `progress`: None shows progress bars for corpora of `PROGRESS_MIN_PARAGRAPHS` or more.
+        """
+        params = _params(k1, b, method, stemmer, stopwords)
+        tokenizer = Bm25Tokenizer(stemmer, _resolve_stopwords(params["stopwords"]))
+        n = len(paragraphs) if isinstance(paragraphs, Sized) else None
+        if progress is None:
+            progress = n is None or n >= PROGRESS_MIN_PARAGRAPHS
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        writer: ParagraphWriter | None = None
+        try:
+            t0 = time.perf_counter()
+            if isinstance(paragraphs, ParagraphStore):
+                for src, name in zip(paragraphs.files(), (PARAGRAPHS_FILE, OFFSETS_FILE)):
+                    _link_or_copy(src, tmp / name)
+                texts: Iterable[str] = (f"{p.title} {p.text}" for p in paragraphs)
+            else:
+                writer = ParagraphWriter(tmp / PARAGRAPHS_FILE, _paragraph_dict)
+
+                def texts_writing() -> Iterator[str]:
+                    for p in paragraphs:
+                        if p.pid is None:
+                            p = dataclasses.replace(p, pid=str(len(writer)))
+                        writer.add(p)
+                        yield f"{p.title} {p.text}"
+
+                texts = texts_writing()
+            if progress:
+                log.info("Building the BM25 index at %s (once; it is cached)", out)
+            stats = build_bm25s_index(
+                texts, tmp, tokenizer=tokenizer, k1=params["k1"], b=params["b"], method=method,
+                n_paragraphs=n, chunk_size=chunk_size, progress=progress,
+            )  # fmt: skip
+            t_save = time.perf_counter()
+            if writer is not None:
+                writer.commit()
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "params": params,
+                "stopword_list": sorted(tokenizer.stopwords),
+                "num_paragraphs": stats["paragraphs"],
+                "bm25s_version": _bm25s_version(),
+                "build": stats,
+            }
+            stats["seconds"]["save"] += time.perf_counter() - t_save
+            stats["seconds"]["total"] = time.perf_counter() - t0
+            # meta.json last: its presence marks a complete directory even before the rename.
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            _replace_dir(tmp, out)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if progress:
+            sec = stats["seconds"]
+            log.info(
+                "BM25 index built: %s paragraphs, %s terms; tokenize %.1fs, index %.1fs, save %.1fs",
+                f"{stats['paragraphs']:,}", f"{stats['terms']:,}", sec["tokenize"], sec["index"], sec["save"],
+            )  # fmt: skip
+        return stats
 
     # -------------------------------------------------------------- retrieve
     def __len__(self) -> int:
@@ -344,18 +464,17 @@ class BM25Retriever:
                 f"BM25 index at {path} is incomplete (missing {', '.join(missing)}); delete it to rebuild"
             )
         try:
-            offsets = np.load(path / OFFSETS_FILE, mmap_mode="r")
+            paragraphs = ParagraphStore(path / PARAGRAPHS_FILE)
             n = int(meta["num_paragraphs"])
-            if len(offsets) != n + 1 or int(offsets[-1]) != (path / PARAGRAPHS_FILE).stat().st_size:
-                raise ValueError("paragraphs file does not match its offsets")
+            if len(paragraphs) != n:
+                raise ValueError(f"{PARAGRAPHS_FILE} has {len(paragraphs)} paragraphs, meta says {n}")
             model = bm25s.BM25.load(path, mmap=mmap_index, show_progress=False)
             if int(model.scores["num_docs"]) != n:
                 raise ValueError(f"index has {model.scores['num_docs']} documents, meta says {n}")
             params = meta["params"]
             tokenizer = Bm25Tokenizer(params["stemmer"], meta["stopword_list"])
-            paragraphs = _LazyParagraphs(path / PARAGRAPHS_FILE, offsets)
-        except SteperError:
-            raise
+        except SteperError as e:
+            raise SteperError(f"BM25 index at {path} is corrupt ({e}); delete it to rebuild") from None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SteperError(f"BM25 index at {path} is corrupt ({e}); delete it to rebuild") from None
         return cls(model, paragraphs, tokenizer, params)
@@ -364,13 +483,16 @@ class BM25Retriever:
     def load_or_build(
         cls,
         path: str | os.PathLike,
-        paragraphs_fn: Callable[[], Sequence[Paragraph]],
+        paragraphs_fn: Callable[[], Iterable[Paragraph]],
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         **params: Any,
     ) -> BM25Retriever:
         """Reload the index saved at `path` if it was built with the same params, else build and save it.
 
-        `paragraphs_fn` is only called when building. A corrupt or partial directory is rebuilt
-        (with a warning), never an error.
+        `paragraphs_fn` is only called when building; its paragraphs are streamed (`build_to_disk`),
+        never held all at once. The index is loaded memory-mapped (`mmap_index=True`): the page
+        cache holds it, shared by every process that loads it. A corrupt or partial directory is
+        rebuilt (with a warning), never an error.
         """
         path = Path(path)
         defaults = {"k1": 1.5, "b": 0.75, "method": "lucene", "stemmer": "english", "stopwords": "en"}
@@ -382,13 +504,25 @@ class BM25Retriever:
             try:
                 meta = _read_meta(path)
                 if meta.get("params") == want:
-                    return cls.load(path)
+                    return cls.load(path, mmap_index=True)
                 log.info("BM25 index at %s was built with other parameters; rebuilding", path)
             except SteperError as e:
                 log.warning("%s; rebuilding it", e)
-        retriever = cls.build(list(paragraphs_fn()), **want)
-        retriever.save(path)
-        return retriever
+        cls.build_to_disk(paragraphs_fn(), path, chunk_size=chunk_size, **want)
+        return cls.load(path, mmap_index=True)
+
+
+def _paragraph_dict(p: Paragraph) -> dict[str, Any]:
+    return p.to_dict()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (no second copy of a multi-GB corpus; the cache replaces files by rename, so the
+    link keeps the content it was made with), or a copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _bm25s_version() -> str:

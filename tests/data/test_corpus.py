@@ -181,3 +181,43 @@ def test_load_corpus_errors(tmp_path):
         load_corpus(cfg, tmp_path)
     with pytest.raises(SteperError, match=r"train_path.*not set.*Real datasets"):
         load_questions(DatasetConfig(name="musique", format="musique"), "train")
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_streamed_store_dedups_exactly_like_build_corpus(tmp_path, monkeypatch, collide):
+    """The streaming build (small batches, compact hash dedup) keeps what the in-memory dedup keeps,
+    also when every key hashes alike (each hit is checked against the stored paragraph)."""
+    rows = [{"title": f"T{i % 5}", "text": f"text {i % 6}"} for i in range(60)]  # 30 keys, each twice
+    src = tmp_path / "dump.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(corpus_mod, "DEDUP_BATCH", 4)
+    if collide:
+        monkeypatch.setattr(corpus_mod, "_key_hash", lambda key: 42)
+    store = load_or_build_corpus(tmp_path / "c" / "corpus.jsonl", dataset="d", corpus_path=src)
+    expected = build_corpus_from_sources(dataset="d", corpus_path=src)
+    assert isinstance(store, corpus_mod.ParagraphStore) and len(store) == 30
+    assert [p.to_dict() for p in store] == [p.to_dict() for p in expected]
+    assert [store[i].to_dict() for i in (0, -1)] == [expected[0].to_dict(), expected[-1].to_dict()]
+    assert [p.pid for p in store[2:4]] == ["d:2", "d:3"]
+    with pytest.raises(IndexError):
+        store[len(store)]
+    assert not [f for f in (tmp_path / "c").iterdir() if f.name.startswith(".")]  # no temp files left
+
+
+def test_store_without_offsets_and_damaged_store(hotpot_path, tmp_path):
+    cache = tmp_path / "c" / "corpus.jsonl"
+    first = load_or_build_corpus(cache, dataset="hotpot", question_files=[(hotpot_path, "hotpot")])
+    # A cache written before offsets existed gets them computed, not rebuilt.
+    corpus_mod.offsets_path(cache).unlink()
+    mtime = cache.stat().st_mtime_ns
+    again = load_or_build_corpus(cache, dataset="hotpot", question_files=[(hotpot_path, "hotpot")])
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in first] and cache.stat().st_mtime_ns == mtime
+    # A truncated store no longer matches its offsets: a clear error, and load_or_build rebuilds it.
+    cache.write_bytes(cache.read_bytes()[:100])
+    with pytest.raises(SteperError, match=r"corpus\.jsonl does not match corpus\.offsets\.npy.*delete"):
+        corpus_mod.ParagraphStore(cache)
+    rebuilt = load_or_build_corpus(cache, dataset="hotpot", question_files=[(hotpot_path, "hotpot")])
+    assert [p.to_dict() for p in rebuilt] == [p.to_dict() for p in first]
