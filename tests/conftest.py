@@ -74,3 +74,28 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("WANDB_API_KEY", None)
     return env
+
+
+def compose_cfg(config_name: str, overrides: list[str], run_dir: Path):
+    """conf/<config_name>.yaml composed like a Hydra run into `run_dir` (HydraConfig set, the
+    `hydra` node removed), for calling a task function in-process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name=config_name,
+            overrides=[*overrides, f"hydra.run.dir={run_dir}"],
+            return_hydra_config=True,
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.paths.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    GlobalHydra.instance().clear()
+    return cfg

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import os
 import time
@@ -194,6 +195,10 @@ class HFGenerator(Generator):
         self._owns_model = owns_model
         self._stop_in_generate: bool | None = None if self.stop else False  # None = not tried yet
         self._fast: bool | None = None  # hand-written greedy decoding usable (None = not tried yet)
+        # transformers 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PeftModel
+        forward_params = inspect.signature(type(base).forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
         self._eos_ids = self._eos_token_ids()
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is None:
@@ -351,7 +356,7 @@ class HFGenerator(Generator):
                 log.info("hf generator: hand-written greedy decoding unavailable (%s); using generate()", e)
                 self._fast = False
                 return None
-            cache = getattr(out, "past_key_values", None)
+            cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             layers = getattr(cache, "layers", None)
             if self._fast is None:
                 from transformers.cache_utils import DynamicLayer
@@ -411,8 +416,8 @@ class HFGenerator(Generator):
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=lengths[:, None],
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_kwarg: cache},
             )
             lengths = lengths + 1
             logits = out.logits[:, -1, :]
