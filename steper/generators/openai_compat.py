@@ -19,11 +19,20 @@ doubled per attempt, capped at `backoff_max_s`, at least a 429's Retry-After); t
 gets None and counts as a failure. 400/401/403/404/422 are not retried. Requests run on a thread
 pool of `concurrency` workers.
 
-Start-up: nothing is contacted until the first `generate`. Its first request goes alone; if the
-server cannot be reached after the retries, or answers 401/403/404 (wrong key, wrong model name,
-wrong base_url), that is a SteperError saying how to fix it (listing the served models when
-`/models` answers). After a first success, failures are per-request Nones; the run goes on and
-the caller decides.
+Start-up: nothing is contacted until the first `generate`. It first asks `GET /models` (with
+the retries): a server that cannot be reached, one that is not an OpenAI-compatible server (no
+`/models`, or no model list there), one that refuses the key, and a `model` it does not serve
+(or, with `model` unset, more than one served model) are each one SteperError that names the
+setting to fix (`teacher.model` / `target.model`, see `section`), the base_url and the served
+names. Then the first request goes alone; 401/403/404 there are SteperErrors too.
+
+After a first success, a request that fails (HTTP errors, timeouts, malformed replies, after
+the retries) gives None, counted in `stats`; the run goes on and the caller decides. A server
+that stops answering altogether (connection errors after every retry: killed, crashed) ends
+`generate` with one SteperError, "lost the server ... mid-run": the jobs append each finished
+question as it finishes and resume by question, so the outputs hold only whole questions and a
+rerun after a restart runs exactly the unfinished ones. Other requests in flight then stop
+retrying.
 
 The API key is read from the environment variable NAMED by `api_key_env` (never from the
 config). Without it, "EMPTY" is sent (a local vLLM needs no key) and the log says so. The key is
@@ -98,6 +107,14 @@ class _Failure(Exception):
         self.retry_after = retry_after
 
 
+class _ServerLost(Exception):
+    """The server stopped answering mid-run (connection errors after every retry)."""
+
+    def __init__(self, failure: _Failure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
 def _retry_after(response: Any) -> float:
     try:
         return max(0.0, float(response.headers.get("retry-after", "")))
@@ -127,14 +144,18 @@ class OpenAICompatGenerator(Generator):
         tokenizer: Any = None,
         max_context: int | None = None,
         extra_body: dict[str, Any] | None = None,
+        section: str = "teacher",
     ):
+        """`section`: the config section these options come from (`teacher` in generate_data.py,
+        `target` in evaluate.py); errors name the setting to fix as `<section>.<key>`."""
         import openai
 
         super().__init__(max_new_tokens=max_new_tokens, stop=stop, temperature=temperature)
+        self.section = str(section)
         if api not in APIS:
-            raise SteperError(f"teacher.api must be one of {', '.join(APIS)}, got {api!r}")
+            raise SteperError(f"{self.section}.api must be one of {', '.join(APIS)}, got {api!r}")
         if int(concurrency) < 1 or int(max_retries) < 0 or float(timeout_s) <= 0:
-            raise SteperError("teacher.concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+            raise SteperError(f"{self.section}.concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
         self.base_url = str(base_url).rstrip("/")
         self.model = model
         self.api = api
@@ -148,11 +169,12 @@ class OpenAICompatGenerator(Generator):
         self.extra_body = dict(extra_body or {})
         self.stats["errors"] = {}
 
-        self.tokenizer = self._load_tokenizer(tokenizer)
+        self.tokenizer = self._load_tokenizer(tokenizer, self.section)
         setting = chat_setting(chat)
         if setting is True and not getattr(self.tokenizer, "chat_template", None):
             raise SteperError(
-                "teacher.chat=true needs a local tokenizer with a chat template (teacher.tokenizer=<dir or id>); "
+                f"{self.section}.chat=true needs a local tokenizer with a chat template "
+                f"({self.section}.tokenizer=<dir or id>); "
                 "or use api=chat to let the server apply its template"
             )
         self.chat = prompts.uses_chat(self.tokenizer, setting) if self.tokenizer is not None else False
@@ -168,20 +190,29 @@ class OpenAICompatGenerator(Generator):
         self._client = openai.OpenAI(
             api_key=key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0
         )
+        # The HTTP library logs every request at INFO: thousands of lines in a teacher run, which
+        # Hydra's logging config would all keep. Failures are logged (and counted) here instead.
+        for name in ("httpx", "httpx2"):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self._pool: ThreadPoolExecutor | None = None
         self._start_lock = threading.Lock()
         self._started = False
+        self._lost: _Failure | None = None  # set when the server stopped answering mid-run
 
     @classmethod
-    def from_config(cls, opts: dict[str, Any], tokenizer=None, **objects: Any) -> OpenAICompatGenerator:
-        """`tokenizer=` (an object) overrides the config's `tokenizer` path; other objects are ignored."""
+    def from_config(
+        cls, opts: dict[str, Any], tokenizer=None, section: str = "teacher", **objects: Any
+    ) -> OpenAICompatGenerator:
+        """`tokenizer=` (an object) overrides the config's `tokenizer` path; `section=` names the
+        config section in errors (`target` for evaluate.py); other objects are ignored."""
         kwargs = pick(opts, OPTS)
         if tokenizer is not None:
             kwargs["tokenizer"] = tokenizer
-        return cls(**kwargs)
+        return cls(**kwargs, section=section)
 
     @staticmethod
-    def _load_tokenizer(tokenizer: Any):
+    def _load_tokenizer(tokenizer: Any, section: str = "teacher"):
         if tokenizer is None or not isinstance(tokenizer, str | os.PathLike):
             return tokenizer
         from transformers import AutoTokenizer
@@ -193,7 +224,7 @@ class OpenAICompatGenerator(Generator):
                 os.path.expanduser(str(tokenizer)), local_files_only=hub_offline()
             )
         except OSError as e:
-            raise SteperError(f"cannot load teacher.tokenizer {str(tokenizer)!r}: {e}") from None
+            raise SteperError(f"cannot load {section}.tokenizer {str(tokenizer)!r}: {e}") from None
 
     # -- what the model sees ---------------------------------------------------------------------
     def _n_tokens(self, rendered: str) -> int:
@@ -284,7 +315,10 @@ class OpenAICompatGenerator(Generator):
         return max(d, min(retry_after, self.backoff_max_s))
 
     def _with_retries(self, fn) -> Any:
-        """`fn()` with our retry policy; returns its result or raises the last _Failure."""
+        """`fn()` with our retry policy; returns its result or raises the last _Failure.
+
+        Once another request has found the server gone (`_lost`), no more retries: the run is
+        ending anyway, and each one would only wait out its backoff."""
         attempt = 0
         while True:
             try:
@@ -293,7 +327,7 @@ class OpenAICompatGenerator(Generator):
                 with self._stats_lock:
                     errors = self.stats["errors"]
                     errors[f.kind] = errors.get(f.kind, 0) + 1
-                if not f.retry or attempt >= self.max_retries:
+                if not f.retry or attempt >= self.max_retries or self._lost is not None:
                     raise
                 log.debug("attempt %d failed (%s); retrying", attempt + 1, f.message)
                 time.sleep(self._delay(attempt, f.retry_after))
@@ -301,6 +335,9 @@ class OpenAICompatGenerator(Generator):
                 self._count(retries=1)
 
     def _one(self, req: GenerationRequest, first: bool = False) -> str | None:
+        """One request with retries: its text, None when it failed (counted), or _ServerLost."""
+        if self._lost is not None:
+            raise _ServerLost(self._lost)
         self._count(requests=1)
         try:
             text = self._with_retries(lambda: self._call(req))
@@ -308,7 +345,15 @@ class OpenAICompatGenerator(Generator):
             self._count(failures=1)
             if first:
                 self._raise_at_start(f)
-            log.warning("teacher request failed, giving up (%s)", f.message)
+            if f.kind == "connection":
+                # Nothing answers at all, after every retry: the server is gone (killed, crashed,
+                # restarting). A None per request would fill the outputs with failed questions;
+                # ending the run keeps them to the finished ones, and a rerun resumes.
+                with self._stats_lock:
+                    if self._lost is None:
+                        self._lost = f
+                raise _ServerLost(f) from None
+            log.warning("%s request failed, giving up (%s)", self.section, f.message)
             return None
         return cut_at_stop(text, self.stop)
 
@@ -316,78 +361,117 @@ class OpenAICompatGenerator(Generator):
     def _unreachable(self) -> SteperError:
         return SteperError(
             f"cannot reach {self.base_url}: start the server "
-            f"(python -m vllm.entrypoints.openai.api_server --model <model> --port <port>) or fix teacher.base_url"
+            f"(python -m vllm.entrypoints.openai.api_server --model <model> --port <port>, or "
+            f"bash scripts/serve_vllm.sh <model> <port>) or fix {self.section}.base_url"
         )
+
+    def _lost_error(self, f: _Failure) -> SteperError:
+        return SteperError(
+            f"lost the server at {self.base_url} mid-run ({f.message}; gave up after {self.max_retries} "
+            f"retries): restart it and rerun the same command. Finished questions are saved and are not "
+            f"run again; the unfinished ones run then"
+        )
+
+    def _list_models(self) -> Any:
+        """GET /models with retries: the parsed body, or a _Failure."""
+        return self._with_retries(lambda: self._http(lambda: self._client.models.with_raw_response.list()))
+
+    @staticmethod
+    def _model_ids(body: Any) -> list[str] | None:
+        """The ids of an OpenAI `/models` body ({"data": [{"id": ...}, ...]}), None if it is not one."""
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not all(isinstance(m, dict) and "id" in m for m in data):
+            return None
+        return [str(m["id"]) for m in data]
 
     def served_models(self) -> list[str] | None:
         """The model ids `/models` lists, or None when it does not answer (one attempt)."""
         try:
-            body = self._http(lambda: self._client.models.with_raw_response.list())
-            return [str(m["id"]) for m in body["data"]]
-        except (_Failure, KeyError, TypeError):
+            return self._model_ids(self._http(lambda: self._client.models.with_raw_response.list()))
+        except _Failure:
             return None
 
-    def _resolve_model(self) -> None:
-        if self.model:
-            return
+    def _check_server(self) -> None:
+        """Before the first request: the server is an OpenAI-compatible one (`GET /models` answers
+        with a model list) and serves `model` (or, with `model` unset, exactly one model, taken).
+        Each way this fails is one SteperError naming the setting to fix."""
+        key = f"{self.section}.model"
         try:
-            body = self._with_retries(
-                lambda: self._http(lambda: self._client.models.with_raw_response.list())
-            )
+            body = self._list_models()
         except _Failure as f:
             if f.kind == "connection":
                 raise self._unreachable() from None
+            if f.status in (401, 403):
+                raise self._refused(f) from None
             raise SteperError(
-                f"teacher.model is not set and {self.base_url}/models failed ({f.message}): set it"
+                f"{self.base_url} does not look like an OpenAI-compatible server (vLLM, TGI, SGLang, OpenAI): "
+                f"GET {self.base_url}/models failed ({f.message}). Check {self.section}.base_url "
+                f"(for vLLM it is http://<host>:<port>/v1)"
             ) from None
-        try:
-            ids = [str(m["id"]) for m in body["data"]]
-        except (KeyError, TypeError):
+        ids = self._model_ids(body)
+        if ids is None:
             raise SteperError(
-                f"teacher.model is not set and {self.base_url}/models gave no list: set it"
-            ) from None
-        if len(ids) != 1:
-            raise SteperError(
-                f"teacher.model is not set; the server at {self.base_url} serves {ids}: pick one"
+                f"{self.base_url} does not look like an OpenAI-compatible server (vLLM, TGI, SGLang, OpenAI): "
+                f"GET {self.base_url}/models gave no model list ({str(body)[:120]!r}). Check {self.section}.base_url "
+                f"(for vLLM it is http://<host>:<port>/v1)"
             )
-        self.model = ids[0]
-        log.info("teacher.model not set: using the server's only model %r", self.model)
+        if not self.model:
+            if len(ids) != 1:
+                raise SteperError(
+                    f"{key} is not set and the server at {self.base_url} serves {ids or 'no model'}: "
+                    f"set {key} to one of them"
+                )
+            self.model = ids[0]
+            log.info("%s not set: using the server's only model %r", key, self.model)
+        elif self.model not in ids:
+            raise SteperError(
+                f"{key}={self.model!r} is not served by {self.base_url}; the server serves: "
+                f"{', '.join(ids) or 'no model'}. Set {key} to one of them (vLLM's --served-model-name), "
+                f"or point {self.section}.base_url at the server of {self.model!r}"
+            )
+
+    def _refused(self, f: _Failure) -> SteperError:
+        return SteperError(
+            f"{self.base_url} refused the key ({f.message}): wrong API key? It is read from the "
+            f"environment variable {self.api_key_env} ({self.section}.api_key_env)"
+        )
 
     def _raise_at_start(self, f: _Failure) -> None:
         if f.kind == "connection":
             raise self._unreachable()
         if f.status in (401, 403):
-            raise SteperError(
-                f"{self.base_url} refused the key ({f.message}): wrong API key? It is read from the "
-                f"environment variable {self.api_key_env}"
-            )
+            raise self._refused(f)
         if f.status == 404:
             models = self.served_models()
             served = f"; the server serves: {', '.join(models)}" if models else ""
             raise SteperError(
-                f"{self.base_url} answered 404 for model {self.model!r} ({f.message}): wrong teacher.model, "
+                f"{self.base_url} answered 404 for model {self.model!r} ({f.message}): wrong {self.section}.model, "
                 f"or a base_url without /v1, or a server without the {self.api} endpoint{served}"
             )
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[str | None]:
+        """Texts in the request order (None: that request failed after its retries). A server
+        that stops answering altogether is a SteperError (see the module docstring)."""
         if not requests:
             return []
         t0 = time.perf_counter()
         results: list[str | None] = []
         rest = list(requests)
-        with self._start_lock:
-            if not self._started:
-                self._resolve_model()
-                results.append(self._one(rest.pop(0), first=True))
-                self._started = True
         try:
+            with self._start_lock:
+                if not self._started:
+                    self._check_server()
+                    results.append(self._one(rest.pop(0), first=True))
+                    self._started = True
             if rest:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(
                         max_workers=self.concurrency, thread_name_prefix="steper-openai"
                     )
                 results.extend(self._pool.map(self._one, rest))
+        except _ServerLost as e:
+            raise self._lost_error(e.failure) from None
         finally:
             self._count(seconds=time.perf_counter() - t0)
         return results

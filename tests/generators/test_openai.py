@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -107,11 +108,25 @@ def test_failing_request_is_none_and_counted_others_succeed(server):
 
 
 def test_concurrency_bound_respected():
-    with ScriptedServer(delay_s=0.05, reply=lambda body: f"<{body['prompt']}>") as server:
+    # Counted inside the reply, before the response is sent: a client thread cannot have its next
+    # request in flight yet (the server's own in-flight count is lowered only after the response
+    # went out, so a fast client can overlap it by one).
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+    def reply(body):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return f"<{body['prompt']}>"
+
+    with ScriptedServer(reply=reply) as server:
         with make(server, concurrency=3, stop=[]) as gen:
             out = gen.generate([GenerationRequest(f"q{i}") for i in range(13)])
-        assert server.max_in_flight == 3  # reached, never exceeded
-        assert out == [f"<q{i}\nA:>" for i in range(13)]  # in the request order
+    assert state["max"] == 3  # reached, never exceeded
+    assert out == [f"<q{i}\nA:>" for i in range(13)]  # in the request order
 
 
 def test_key_never_leaks(server, caplog):
@@ -180,3 +195,92 @@ def test_fits_with_max_context(server, tiny_model_dir):
     assert make(server).fits("x" * 100_000)  # no max_context: never cut
     exact = make(server, max_context=50, max_new_tokens=10, tokenizer=str(tiny_model_dir))
     assert exact.chat is False and exact.fits("Zorvak Telu") and not exact.fits("Zorvak Telu " * 60)
+
+
+def test_not_an_openai_server(server):
+    """No /v1/models at all (a web server, a base_url without /v1): one error before any request."""
+    server.models_status = 404
+    with make(server) as gen, pytest.raises(SteperError) as err:
+        gen.generate([GenerationRequest("x")])
+    msg = str(err.value)
+    assert "does not look like an OpenAI-compatible server" in msg and server.base_url in msg
+    assert "teacher.base_url" in msg and "HTTP 404" in msg
+    assert server.completion_requests() == []  # nothing was generated against it
+
+
+def test_models_body_without_a_list():
+    """A server whose /v1/models answers 200 but not an OpenAI model list."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            payload = b'{"models": ["smollm2-135m"]}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        gen = build_generator({"name": "openai", "base_url": base, "model": "m", **FAST})
+        with pytest.raises(SteperError, match=r"does not look like an OpenAI.*gave no model list"):
+            gen.generate([GenerationRequest("x")])
+        gen.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_model_not_served_names_the_setting_and_the_served_names():
+    with ScriptedServer(models=("smollm2-135m", "other")) as server:
+        with make(server, model="llama-3") as gen, pytest.raises(SteperError) as err:
+            gen.generate([GenerationRequest("x")])
+        msg = str(err.value)
+        assert "teacher.model='llama-3' is not served by" in msg and server.base_url in msg
+        assert "serves: smollm2-135m, other" in msg
+        assert server.completion_requests() == []
+        # the same generator built for evaluate.py's `target` section names that setting
+        gen = OpenAICompatGenerator.from_config(
+            {"base_url": server.base_url, "model": "llama-3", **FAST}, section="target"
+        )
+        with pytest.raises(SteperError, match=r"target\.model=.llama-3.*Set target\.model"):
+            gen.generate([GenerationRequest("x")])
+        gen.close()
+        with (
+            make(server, model=None) as gen,
+            pytest.raises(SteperError, match=r"teacher.model is not set.*other"),
+        ):
+            gen.generate([GenerationRequest("x")])
+
+
+def test_server_gone_mid_run_is_one_error_after_bounded_retries():
+    server = ScriptedServer().start()
+    base_url = server.base_url
+    try:
+        gen = make(server, concurrency=4)
+        assert gen.generate([GenerationRequest("q0"), GenerationRequest("q1")])[0] is not None
+    finally:
+        server.stop()  # the listening socket is closed: every later request is refused
+    t0 = time.monotonic()
+    with pytest.raises(SteperError) as err:
+        gen.generate([GenerationRequest(f"q{i}") for i in range(2, 12)])
+    elapsed = time.monotonic() - t0
+    gen.close()
+    msg = str(err.value)
+    assert msg.startswith(f"lost the server at {base_url} mid-run")
+    assert "after 3 retries" in msg and "rerun the same command" in msg
+    assert elapsed < 5  # FAST backoff: 3 retries of at most 0.05 s, then everyone stops
+    # at least one request used all its retries; the others stopped retrying once it had
+    assert gen.stats["errors"]["connection"] >= 4 and gen.stats["retries"] <= 3 * 4
+    # and the generator stays stopped: no new requests against a server known to be gone
+    with pytest.raises(SteperError, match="lost the server"):
+        gen.generate([GenerationRequest("later")])
