@@ -68,11 +68,12 @@ class PhaseProgress:
     def __exit__(self, exc_type, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
-        if self.enabled and exc_type is None and self._console is not None:
-            self._console.log(
-                f"{self.phase}: {self.paragraphs:,} paragraphs in {_fmt_s(self.elapsed)} "
-                f"({self.rate:,.0f} paragraphs/s)"
-            )
+        if self.enabled and exc_type is None:
+            line = f"{self.phase}: {self.paragraphs:,} paragraphs in {_fmt_s(self.elapsed)} ({self.rate:,.0f} paragraphs/s)"
+            if self._bar is not None:
+                self._console.log(line)
+            else:  # a log file: one unwrapped line, like the periodic ones
+                print(line, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------ state
     @property
