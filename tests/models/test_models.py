@@ -155,3 +155,21 @@ def test_cli_unknown_model_and_unfetched_path(models_dir):
     assert r.returncode == 1 and "python -m steper.models fetch smollm2-135m" in r.stderr
     r = run_cli("list")
     assert r.returncode == 0 and "not fetched" in r.stdout and str(models_dir) in r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_model_options_compose_and_name_their_registry_entry(name):
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("train", [f"model={name}"], REPO / "outputs" / "unused")
+    assert cfg.model.name == name and find(cfg.model.name_or_path) is REGISTRY[name]
+    assert cfg.trainer.precision == "32-true" and cfg.model.lr > 0
+
+
+def test_unknown_model_option_lists_the_choices(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "train.py", "model=smollm3", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Could not find 'model/smollm3'" in out and "smollm2-135m" in out
