@@ -48,6 +48,7 @@ class DatasetConfig:
     n_dev: int = 50
     n_test: int = 100
     hops: list[int] = field(default_factory=lambda: [2, 3, 4])
+    paragraphs: str = "full"  # full | facts (relational facts only)
 
 
 @dataclass

@@ -105,14 +105,17 @@ def _read(c: dict[str, Any], key: str) -> list[Question]:
 
 
 @functools.lru_cache(maxsize=4)
-def _toy_world(seed: int, n_train: int, n_dev: int, n_test: int, hops: tuple[int, ...]):
+def _toy_world(seed: int, n_train: int, n_dev: int, n_test: int, hops: tuple[int, ...], paragraphs: str):
     from steper.data.toy import make_world
 
-    return make_world(seed=seed, n_train=n_train, n_dev=n_dev, n_test=n_test, hops=list(hops))
+    return make_world(
+        seed=seed, n_train=n_train, n_dev=n_dev, n_test=n_test, hops=list(hops), paragraphs=paragraphs
+    )
 
 
 def _toy(c: dict[str, Any]):
-    return _toy_world(int(c["seed"]), int(c["n_train"]), int(c["n_dev"]), int(c["n_test"]), tuple(c["hops"]))
+    counts = (int(c["seed"]), int(c["n_train"]), int(c["n_dev"]), int(c["n_test"]))
+    return _toy_world(*counts, tuple(c["hops"]), str(c.get("paragraphs") or "full"))
 
 
 def load_questions(dataset_cfg: Any, split: str) -> list[Question]:

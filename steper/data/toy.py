@@ -63,6 +63,7 @@ BASE_COUNTS = {
 }
 MAX_SCALE = 20  # the world never grows beyond 20x the base (~19k paragraphs)
 MAX_HOPS = 6
+PARAGRAPH_STYLES = ("full", "facts")
 N_DISTRACTORS = 4  # non-supporting paragraphs in each question's `contexts` (2 related + random)
 
 # How the start entity is named in a question ("the film Zorvak Telu").
@@ -345,10 +346,14 @@ def _an(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-def _paragraph_text(ents: list[_Entity], e: _Entity) -> str:
-    """Intro (with distractor attributes), the relational facts in schema order, then more distractors."""
+def _paragraph_text(ents: list[_Entity], e: _Entity, style: str = "full") -> str:
+    """Intro (with distractor attributes), the relational facts in schema order, then more
+    distractors; style `facts` keeps the relational facts only (a third of the tokens: prompts that
+    a CPU model reads fast)."""
     a, n = e.attrs, e.name
     facts = [_fact(ents, e, r.name) for r in RELATIONS if r.subj == e.kind and r.name in e.rel]
+    if style == "facts":
+        return " ".join(facts) or f"{n} is {_an(e.kind)}."
     if e.kind == "country":
         head = [f"{n} is a country in the {a['region']} part of {a['continent']}."]
         tail = [
@@ -560,8 +565,12 @@ def make_world(
     n_dev: int = 50,
     n_test: int = 100,
     hops: Sequence[int] = (2, 3, 4),
+    paragraphs: str = "full",
 ) -> ToyWorld:
     """Build the toy world of `seed` with `n_train`/`n_dev`/`n_test` questions.
+
+    `paragraphs`: `full` (facts among distractor sentences) or `facts` (the relational facts only;
+    the same entities, names and questions, shorter passages).
 
     Within a split, question i has `hops[i % len(hops)]` hops. No (start entity, relation path)
     pair, hence no question text, occurs twice across all splits. The corpus is `paragraphs`, one
@@ -569,6 +578,8 @@ def make_world(
     supply that many distinct questions.
     """
     hs = _check_args(seed, n_train, n_dev, n_test, hops)
+    if paragraphs not in PARAGRAPH_STYLES:
+        raise SteperError(f"toy world: paragraphs must be one of {', '.join(PARAGRAPH_STYLES)}, got {paragraphs!r}")
     total = n_train + n_dev + n_test
     per_hop = {h: 0 for h in hs}
     for n in (n_train, n_dev, n_test):
@@ -582,7 +593,8 @@ def make_world(
         )
     ents = _build_entities(random.Random(f"steper-toy-world-{seed}-{scale}"), scale)
     paragraphs = [
-        Paragraph(title=e.name, text=_paragraph_text(ents, e), pid=f"toy{seed}:{e.idx}") for e in ents
+        Paragraph(title=e.name, text=_paragraph_text(ents, e, paragraphs), pid=f"toy{seed}:{e.idx}")
+        for e in ents
     ]
     maker = _QuestionMaker(random.Random(f"steper-toy-questions-{seed}"), ents, paragraphs, seed)
     splits: dict[str, list[Question]] = {}

@@ -207,3 +207,26 @@ def test_bm25_recall_is_high_per_step_and_the_task_is_multi_hop(world):
         + ", ".join(f"{h} hops {r:.3f}" for h, r in one_shot.items())
     )
     assert one_shot[2] <= 0.3 and one_shot[3] <= 0.1 and one_shot[4] <= 0.1
+
+
+def test_facts_only_paragraphs_keep_the_world_and_its_chains(world):
+    """`paragraphs=facts`: the same entities, questions and gold chains; each paragraph holds only
+    its relational facts (no distractor sentences), so every chain sentence is still in its
+    paragraph and prompts are about half as long."""
+    short = make_world(seed=0, paragraphs="facts")
+    assert [p.title for p in short.paragraphs] == [p.title for p in world.paragraphs]
+    assert [p.pid for p in short.paragraphs] == [p.pid for p in world.paragraphs]
+    for split in ("train", "dev", "test"):
+        assert [(q.question, q.answer, q.chain) for q in short.split(split)] == [
+            (q.question, q.answer, q.chain) for q in world.split(split)
+        ]
+    by_title = {p.title: p.text for p in short.paragraphs}
+    for q in _all(short):
+        for step in q.chain:
+            assert step.sentence in by_title[step.title]
+    words = sum(len(p.text.split()) for p in short.paragraphs) / sum(len(p.text.split()) for p in world.paragraphs)
+    assert words < 0.6, words
+    assert "population" not in " ".join(by_title.values())  # distractor attributes are gone
+    assert world_fingerprint(short) != world_fingerprint(world)  # its corpus is cached apart
+    with pytest.raises(SteperError, match="paragraphs must be one of full, facts"):
+        make_world(paragraphs="short")
