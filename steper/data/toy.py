@@ -579,7 +579,9 @@ def make_world(
     """
     hs = _check_args(seed, n_train, n_dev, n_test, hops)
     if paragraphs not in PARAGRAPH_STYLES:
-        raise SteperError(f"toy world: paragraphs must be one of {', '.join(PARAGRAPH_STYLES)}, got {paragraphs!r}")
+        raise SteperError(
+            f"toy world: paragraphs must be one of {', '.join(PARAGRAPH_STYLES)}, got {paragraphs!r}"
+        )
     total = n_train + n_dev + n_test
     per_hop = {h: 0 for h in hs}
     for n in (n_train, n_dev, n_test):

@@ -224,7 +224,9 @@ def test_facts_only_paragraphs_keep_the_world_and_its_chains(world):
     for q in _all(short):
         for step in q.chain:
             assert step.sentence in by_title[step.title]
-    words = sum(len(p.text.split()) for p in short.paragraphs) / sum(len(p.text.split()) for p in world.paragraphs)
+    words = sum(len(p.text.split()) for p in short.paragraphs) / sum(
+        len(p.text.split()) for p in world.paragraphs
+    )
     assert words < 0.6, words
     assert "population" not in " ".join(by_title.values())  # distractor attributes are gone
     assert world_fingerprint(short) != world_fingerprint(world)  # its corpus is cached apart
