@@ -218,11 +218,12 @@ class OpenAICompatGenerator(Generator):
         from transformers import AutoTokenizer
 
         from steper.generators.hf import hub_offline
+        from steper.models import resolve_model
 
+        # a registry name (smollm2-135m, the name scripts/serve_vllm.sh serves it under) → its folder
+        src = resolve_model(os.path.expanduser(str(tokenizer)))
         try:
-            return AutoTokenizer.from_pretrained(
-                os.path.expanduser(str(tokenizer)), local_files_only=hub_offline()
-            )
+            return AutoTokenizer.from_pretrained(src, local_files_only=hub_offline())
         except OSError as e:
             raise SteperError(f"cannot load {section}.tokenizer {str(tokenizer)!r}: {e}") from None
 
