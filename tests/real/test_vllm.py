@@ -1,6 +1,7 @@
 """The real vLLM path (scripts/serve_vllm.sh, .venv-vllm from `make vllm-env`) serving SmolLM2-135M:
 generate_data.py teacher=openai and evaluate.py target=openai against it, greedy agreement with
-the hf backend on the same questions, bad input (busy port, a model name it does not serve), and a
+the hf backend on the same questions, bad input (busy port, a model name it does not serve, a
+base_url that is not its OpenAI API), and a
 server killed mid-run (one clear error, only whole questions written; restart + rerun completes
 every question exactly once).
 
@@ -221,6 +222,16 @@ def test_model_name_the_server_does_not_serve(tmp_path, cache_dir, server, smoll
     assert not (_traces_dir(tmp_path) / "traces.jsonl").exists() or not _jsonl(
         _traces_dir(tmp_path) / "traces.jsonl"
     )
+
+
+def test_base_url_that_is_not_an_openai_api(tmp_path, cache_dir, server, smollm2_dir):
+    """The server's root instead of its /v1: GET /models is a 404 there, as on any web server."""
+    root = server.base_url.removesuffix("/v1")
+    proc = _generate(tmp_path, cache_dir, root, smollm2_dir, "limit=1")
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert f"{root} does not look like an OpenAI-compatible server" in line
+    assert "HTTP 404" in line and "teacher.base_url" in line and "/v1" in line
 
 
 def test_server_killed_mid_run_then_restart_resumes(tmp_path, cache_dir, server, smollm2_dir):
