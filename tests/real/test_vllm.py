@@ -1,9 +1,8 @@
 """The real vLLM path (scripts/serve_vllm.sh, .venv-vllm from `make vllm-env`) serving SmolLM2-135M:
 generate_data.py teacher=openai and evaluate.py target=openai against it, greedy agreement with
 the hf backend on the same questions, bad input (busy port, a model name it does not serve, a
-base_url that is not its OpenAI API), and a
-server killed mid-run (one clear error, only whole questions written; restart + rerun completes
-every question exactly once).
+base_url that is not its OpenAI API), and a server killed mid-run (one clear error, only whole
+questions written; restart + rerun completes every question exactly once).
 
 One server for the module (started once; on a 2-core CPU that takes about a minute) and one
 restart, in the kill test, which runs last. The runs are kept small: a few toy questions, one
