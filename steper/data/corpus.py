@@ -15,8 +15,8 @@ On disk (a "paragraph store"): `corpus.jsonl` (one {pid, title, text} a line), `
 (the byte offset of each line, n + 1 entries) and `corpus.meta.json` (the sources it was built
 from, the count; written last, so it marks a complete store). The build streams: the whole corpus
 is never held as Python objects (HotpotQA's dump is 5.2M paragraphs); duplicates are found through
-sorted 64-bit hashes (12 bytes per kept paragraph), each hash hit confirmed against the stored
-paragraph so the dedup stays exact. `ParagraphStore` reads it back: random access through a memory
+sorted 64-bit hashes and positions (16 bytes per kept paragraph), each hash hit confirmed against
+the stored paragraph so the dedup stays exact. `ParagraphStore` reads it back: random access through a memory
 map, full passes through ordinary buffered reads (so a pass does not pin the file in RSS).
 """
 
@@ -191,7 +191,7 @@ class ParagraphWriter:
 
 
 class _Dedup:
-    """Exact (title, text) dedup in ~12 bytes per kept paragraph.
+    """Exact (title, text) dedup in 16 bytes per kept paragraph.
 
     Kept paragraphs' 64-bit hashes stay in one sorted array, with their positions beside; a batch
     is looked up with one `searchsorted`. A hit is confirmed by reading the stored paragraph back
