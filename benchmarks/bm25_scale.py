@@ -320,6 +320,34 @@ def arm_plain_query(corpus: Path, cache: Path, work: Path, out: Path) -> dict:
             "rss_after_queries": rss()}  # fmt: skip
 
 
+def arm_bm25s_on_steper(corpus: Path, cache: Path, out: Path) -> dict:
+    """bm25s's own `load(mmap=True)` + `retrieve` over the index steper built: its layout is bm25s's,
+    and its top-10 are bm25s's (a reference that needs no second build, for when a plain build
+    does not fit in memory)."""
+    import bm25s
+
+    from steper.retrieval import Bm25Tokenizer, index_dir
+    from steper.retrieval.bm25 import _resolve_stopwords
+
+    queries, _ = load_queries(corpus)
+    d = index_dir(dataset_cfg(corpus), {}, cache)
+    params = json.loads((d / "meta.json").read_text())["params"]
+    tok = Bm25Tokenizer(params["stemmer"], _resolve_stopwords(params["stopwords"]))
+    t0 = time.perf_counter()
+    model = bm25s.BM25.load(d, mmap=True, show_progress=False)
+    load_s = time.perf_counter() - t0
+    q_ids = tok.encode_queries(queries, model.vocab_dict)
+    t0 = time.perf_counter()
+    docs, scores = model.retrieve(q_ids, k=10, show_progress=False, n_threads=0)
+    query_s = time.perf_counter() - t0
+    top = [
+        [[int(dd), float(s)] for dd, s in zip(drow, srow) if s > 0] for drow, srow in zip(docs.tolist(), scores.tolist())
+    ]
+    out.write_text(json.dumps(top))
+    mine = json.loads((out.parent / "top-steper.json").read_text())
+    return {"load_s": load_s, "query_s": query_s, "top10": compare_top(mine, top)}
+
+
 # ------------------------------------------------------------------ comparisons
 def same_arrays(a: Path, b: Path, block: int = 1 << 24) -> dict:
     """Are the two saved indexes the same arrays (compared block by block, memory-mapped)?"""
@@ -433,7 +461,9 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="keep the corpus, caches and indexes")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--arm", choices=["steper-build", "steper-query", "plain", "plain-query"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--arm", choices=["steper-build", "steper-query", "plain", "plain-query", "bm25s-on-steper"], help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     args.work = args.work.resolve()
     corpus, cache = paths(args)
@@ -445,6 +475,9 @@ def main() -> None:
         return
     if args.arm == "plain":
         print(json.dumps(arm_plain(corpus, cache, args.work / "plain-index", args.plain_stream)))
+        return
+    if args.arm == "bm25s-on-steper":
+        print(json.dumps(arm_bm25s_on_steper(corpus, cache, args.work / "top-bm25s-on-steper.json")))
         return
     if args.arm == "plain-query":
         print(json.dumps(arm_plain_query(corpus, cache, args.work / "plain-index", args.work / "top-plain.json")))
