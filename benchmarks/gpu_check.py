@@ -11,7 +11,7 @@ What it runs, in order:
    folder (no download: the weights are random, the shapes are the real ones).
 2. Training, bf16-mixed, without and with gradient checkpointing: the model loaded by
    `steper.distill.models.load_student` (fp32 master weights, checkpointing as train.py turns it
-   on), `StepwiseDataModule` batches (length-grouped, batch 8, up to 2,048 tokens),
+   on), `StepwiseDataModule` batches (length-grouped, batch 8, examples of 315-2,005 tokens),
    `StepwiseDistillationModule` with adaptive weighting under a `lightning.Trainer` as train.py
    configures it (AdamW, cosine schedule, gradient clipping 1.0). Warm-up steps are not timed.
    Reported: tokens/s (non-padding), step time, peak memory, model FLOP/s and MFU.
@@ -27,8 +27,8 @@ forward (8·N per token) but MFU counts 6·N, the usual convention.
 
 The result is JSON: `$OUT/gpu_check.json` when OUT is set, else `--out` (default
 outputs/gpu_check/gpu_check.json). Time estimate for the GPU mode on one H100 (not measured yet):
-training 2 × 25 steps × 6·N·≈12k tokens ≈ 1.8 PFLOP (+⅓ of the second half for recomputation)
-≈ 5-20 s at 10-40 % MFU; generation 8 + 64 requests × 64 tokens, ≈ 512 batch-1 decode steps and
+training 2 × 25 steps × 6·N·≈9k tokens ≈ 1.3 PFLOP (+⅓ of the second half for recomputation)
+≈ 4-16 s at 10-40 % MFU; generation 8 + 64 requests × 64 tokens, ≈ 512 batch-1 decode steps and
 128 batch-32 ones at ≤ 50 ms each ≈ 30 s; model build, save and three loads ≈ 1 min. Under 3 min
 in all, well inside the 8-minute budget.
 """
