@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the StepER pipeline end to end, offline, on CPU, in minutes:
+# `make demo-tiny`: the StepER pipeline end to end, offline, on CPU, in minutes:
 #   teacher data (the gold-chain oracle running IRCoT with real BM25 retrieval over the toy world)
 #   -> a sweep of tiny students (Vanilla-KD, and StepER with each weighting), each evaluated in the
 #      same multi-step loop on the toy test questions
@@ -8,14 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-export STEPER_ROOT=${STEPER_ROOT:-demo}
+export STEPER_ROOT=${STEPER_ROOT:-demo-tiny}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Two training lanes share the two cores: one thread each.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # W&B runs are offline (no key here) and listed at the end; keep its per-run chatter out of the way.
 export WANDB_SILENT=${WANDB_SILENT:-true}
 WEIGHTINGS=${DEMO_WEIGHTINGS:-uniform,first,last,adaptive}
-SWEEP="$STEPER_ROOT/outputs/demo/$(date +%Y-%m-%d_%H-%M-%S)"
+SWEEP="$STEPER_ROOT/outputs/demo-tiny/$(date +%Y-%m-%d_%H-%M-%S)"
 mkdir -p "$SWEEP"
 start=$(date +%s)
 say() { printf '\n\033[1m== %s\033[0m  (%ss)\n' "$1" "$(($(date +%s) - start))"; }
@@ -32,15 +32,15 @@ for i in "${!ws[@]}"; do
 done
 join() { local IFS=,; echo "$*"; }
 (
-  $PY train.py -m experiment=demo method=vanilla hydra.sweep.dir="$SWEEP/vanilla" callbacks.progress_bar=null
+  $PY train.py -m experiment=demo_tiny method=vanilla hydra.sweep.dir="$SWEEP/vanilla" callbacks.progress_bar=null
   if ((${#lane_b[@]})); then
-    $PY train.py -m experiment=demo method=steper weighting="$(join "${lane_b[@]}")" \
+    $PY train.py -m experiment=demo_tiny method=steper weighting="$(join "${lane_b[@]}")" \
       hydra.sweep.dir="$SWEEP/steper-b" callbacks.progress_bar=null
   fi
 ) >"$SWEEP/lane-b.log" 2>&1 &
 lane_b_pid=$!
 echo "(lane B: Vanilla-KD$( ((${#lane_b[@]})) && echo ", StepER $(join "${lane_b[@]}")") -> $SWEEP/lane-b.log)"
-$PY train.py -m experiment=demo method=steper weighting="$(join "${lane_a[@]}")" hydra.sweep.dir="$SWEEP/steper-a"
+$PY train.py -m experiment=demo_tiny method=steper weighting="$(join "${lane_a[@]}")" hydra.sweep.dir="$SWEEP/steper-a"
 if ! wait "$lane_b_pid"; then
   echo "lane B failed; its log:" >&2
   tail -n 40 "$SWEEP/lane-b.log" >&2

@@ -1,8 +1,11 @@
-"""Entry-point helpers: one clear line for a user error, never traceback soup."""
+"""Entry-point helpers: one clear line for a user error, never traceback soup, and a terminal
+that shows progress and results while library chatter goes to the job's log file."""
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,12 +14,52 @@ from steper.errors import SteperError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Loggers whose INFO lines are library chatter (tips, device banners, load bars' notes): kept in
+# the log file, shown on the terminal only from WARNING up.
+CHATTY = ("lightning", "pytorch_lightning", "transformers", "peft", "huggingface_hub", "datasets", "torch")
+
+
+class _ConsoleFilter(logging.Filter):
+    """Drops Python warnings (deprecations, library notices) and chatty libraries' INFO records
+    from a terminal handler; file handlers keep everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "py.warnings":
+            return False
+        chatty = record.name.split(".")[0] in CHATTY
+        return not (chatty and record.levelno < logging.WARNING)
+
+
+def quiet_console() -> None:
+    """Route warnings into logging and keep library chatter off the terminal (idempotent).
+
+    Call once logging is configured (inside a Hydra task). Lightning installs its own stream
+    handler when it is imported before logging is set up, which printed every one of its lines a
+    second time; it is removed so its records pass through the root handlers (and this filter)."""
+    logging.captureWarnings(True)
+    # transformers' bars for sub-second steps (loading weights, writing shards) clutter the output;
+    # steper's own bars (questions, training steps) stay
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
+    for handler in logging.getLogger().handlers:
+        is_terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if is_terminal and not any(isinstance(f, _ConsoleFilter) for f in handler.filters):
+            handler.addFilter(_ConsoleFilter())
+
 
 def friendly_errors(fn: F) -> F:
-    """Turn a `SteperError` into `error: <message>` on stderr and exit status 2."""
+    """Turn a `SteperError` into `error: <message>` on stderr and exit status 2; quiet the console."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quiet_console()
         try:
             return fn(*args, **kwargs)
         except SteperError as e:

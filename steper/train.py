@@ -439,11 +439,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     import lightning.pytorch as L
 
+    from steper.cli import quiet_console
     from steper.distill import launch, wandb_utils
     from steper.distill.callbacks import RunIdFile, SamplerEpochSync
     from steper.distill.module import StepwiseDistillationModule
     from steper.io import write_json
 
+    quiet_console()  # again, now that lightning (which adds a terminal handler on import) is loaded
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     rank_zero = wandb_utils.is_rank_zero()
     output_dir = Path(str(cfg.paths.output_dir))

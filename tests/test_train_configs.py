@@ -76,7 +76,11 @@ EXPECTED_MODELS = {
     "qwen7b": "Qwen/Qwen2.5-7B-Instruct",
     "llama8b": "meta-llama/Llama-3.1-8B-Instruct",
     "tiny": "tiny",
+    # the offline pretrained checkpoints (steper.models): CPU-sized settings
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "qwen2.5-coder-0.5b": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
 }
+OFFLINE_MODELS = {"smollm2-135m", "qwen2.5-coder-0.5b"}
 
 
 def test_model_options_are_the_documented_ones():
@@ -91,6 +95,8 @@ def test_every_model_composes(model):
     if model == "tiny":
         assert cfg.model.tiny.hidden_size == 128 and cfg.model.tiny.num_layers == 4
         assert cfg.model.lr >= 1e-3 and cfg.trainer.max_epochs == cfg.model.max_epochs
+    elif model in OFFLINE_MODELS:  # fp32 on CPU, an lr that moves a small model in minutes
+        assert 1e-5 <= cfg.model.lr <= 1e-3 and cfg.trainer.precision == "32-true"
     else:  # the paper's setup
         assert cfg.model.lr == pytest.approx(5e-6)
         assert cfg.trainer.max_epochs == 2

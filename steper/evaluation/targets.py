@@ -486,7 +486,7 @@ def load_openai(opts: dict[str, Any], batch_size: int) -> Target:
     from steper.generators.openai_compat import OPTS
 
     teacher = {k: opts[k] for k in OPTS if k in opts}
-    generator = build_generator({"name": "openai", **teacher})
+    generator = build_generator({"name": "openai", **teacher}, section="target")  # errors name target.*
     label = opts.get("label") or _label(opts.get("model") or "openai")
     info = {"kind": "openai", "base_url": opts.get("base_url"), "model": opts.get("model")}
     return Target(generator, label, info, demos=True)
