@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 
-.PHONY: install test test-slow test-real models vllm-env serve lint bench bench-real gpu-check demo clean
+.PHONY: install test test-slow test-real models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity clean
 
 install: $(BIN)/.installed
 
@@ -47,8 +47,16 @@ test-real: install models vllm-env
 	$(BIN)/python -m pytest -q -m real tests/real
 
 # The whole pipeline offline on CPU: teacher data -> five tiny students -> evaluation -> report.
-demo: install
+demo: install models
 	bash scripts/demo.sh
+
+# The same pipeline with a random 0.9M-parameter student trained from scratch (minutes, Acc ~0).
+demo-tiny: install
+	bash scripts/demo_tiny.sh
+
+# The toy-scale research result: Vanilla-KD vs StepER over 3 training worlds, tested on an unseen one.
+toy-fidelity: install models
+	bash scripts/toy_fidelity.sh
 
 lint: install
 	$(BIN)/ruff check .
@@ -67,4 +75,4 @@ gpu-check: install
 	bash scripts/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) .venv-vllm outputs multirun demo .pytest_cache
+	rm -rf $(VENV) .venv-vllm outputs multirun demo demo-tiny toy-fidelity .pytest_cache

@@ -376,3 +376,24 @@ def test_ddp_children_join_the_job_folder(monkeypatch):
     from lightning.pytorch.strategies.launchers import subprocess_script
 
     assert subprocess_script._hydra_subprocess_cmd is launch.hydra_child_command
+
+
+def test_demo_experiment_is_the_pretrained_student_on_short_toy_passages():
+    cfg = validate(compose_train(["experiment=demo"]))
+    assert cfg.model.name == "smollm2-135m" and cfg.peft.enabled and cfg.dataset.paragraphs == "facts"
+    assert cfg.retriever.top_k == 2 and cfg.eval.limit == 50 and cfg.model.batch_size <= 4
+    cfg = validate(compose_train(["experiment=demo_tiny"]))
+    assert cfg.model.name == "tiny" and cfg.dataset.paragraphs == "full"
+
+
+def test_toy_fidelity_sweep_trains_on_three_worlds_and_tests_on_an_unseen_one():
+    cfg = compose_train(["sweep=toy_fidelity", "seed=2"], hydra=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and dict(cfg.hydra.sweeper.params) == {"seed": "0,1,2"}
+    assert cfg.model.name == "smollm2-135m" and cfg.dataset.seed == 100  # the demo's student, world 100
+    assert cfg.data.data_dir.endswith("/stepwise/toy-world2-facts-oracle-ircot/stepwise")
+    r = subprocess.run(
+        [sys.executable, "train.py", "sweep=toy_fidelity", "method=vanilla", "weighting=uniform", "--cfg", "job"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "toy-world${seed}-facts-oracle-ircot" in r.stdout and "name: vanilla" in r.stdout

@@ -232,3 +232,11 @@ def test_facts_only_paragraphs_keep_the_world_and_its_chains(world):
     assert world_fingerprint(short) != world_fingerprint(world)  # its corpus is cached apart
     with pytest.raises(SteperError, match="paragraphs must be one of full, facts"):
         make_world(paragraphs="short")
+
+
+def test_the_toy_fidelity_test_world_shares_no_name_with_the_training_worlds():
+    """sweep=toy_fidelity trains on worlds 0-2 and tests on world 100: names it never saw."""
+    test_names = {p.title for p in make_world(seed=100).paragraphs}
+    for seed in (0, 1, 2):
+        seen = {p.title for p in make_world(seed=seed).paragraphs}
+        assert len(test_names & seen) <= 0.01 * len(test_names), seed
