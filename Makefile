@@ -71,7 +71,7 @@ bench-real: install models vllm-env
 	$(BIN)/python benchmarks/eval_real_bench.py
 
 # The GPU check (scripts/gpu_check.sh): bf16 training with/without gradient checkpointing, generation.
-gpu-check: install
+gpu-check:
 	bash scripts/gpu_check.sh
 
 clean:
