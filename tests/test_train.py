@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from steper.errors import SteperError
+from tests.conftest import compose_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -163,26 +161,12 @@ def make_cfg(tmp_path, stepwise_dir, tiny_cache):
     """Compose conf/train.yaml like a Hydra run into tmp_path/<name> (HydraConfig set)."""
 
     def make(*overrides: str, name: str = "run", data_dir: Path | None = None):
-        GlobalHydra.instance().clear()
-        run_dir = tmp_path / name
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(
-                config_name="train",
-                overrides=[
-                    *train_overrides(data_dir or stepwise_dir, tiny_cache),
-                    f"paths.root_dir={tmp_path}",
-                    f"hydra.run.dir={run_dir}",
-                    *overrides,
-                ],
-                return_hydra_config=True,
-            )
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(run_dir)
-            cfg.paths.output_dir = str(run_dir)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return cfg
+        overrides = [
+            *train_overrides(data_dir or stepwise_dir, tiny_cache),
+            f"paths.root_dir={tmp_path}",
+            *overrides,
+        ]
+        return compose_cfg("train", overrides, tmp_path / name)
 
     yield make
     GlobalHydra.instance().clear()
