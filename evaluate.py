@@ -13,12 +13,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from steper.cli import friendly_errors
+from steper.cli import hydra_task
 from steper.config import validate
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
-@friendly_errors
+@hydra_task
 def main(cfg: DictConfig) -> float | None:
     from steper.evaluation.run import evaluate_run
 

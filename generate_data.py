@@ -9,12 +9,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from steper.cli import friendly_errors
+from steper.cli import hydra_task
 from steper.config import validate
 
 
 @hydra.main(config_path="conf", config_name="generate_data", version_base="1.3")
-@friendly_errors
+@hydra_task
 def main(cfg: DictConfig) -> float | None:
     from steper.generate import generate_data
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from steper.cli import friendly_errors
+from steper.cli import hydra_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-@friendly_errors
+@hydra_task
 def main(cfg: DictConfig) -> float | None:
     from steper.train import run
 

@@ -55,15 +55,26 @@ def quiet_console() -> None:
 
 
 def friendly_errors(fn: F) -> F:
-    """Turn a `SteperError` into `error: <message>` on stderr and exit status 2; quiet the console."""
+    """Turn a `SteperError` into `error: <message>` on stderr and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        quiet_console()
         try:
             return fn(*args, **kwargs)
         except SteperError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def hydra_task(fn: F) -> F:
+    """A Hydra entry point's body: a quiet console (once Hydra set up logging) and friendly errors."""
+    inner = friendly_errors(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quiet_console()
+        return inner(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -162,7 +162,6 @@ def _convert(model: OfflineModel, gguf: Path, out: Path) -> None:
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    transformers.utils.logging.enable_progress_bar()  # dequantising takes up to a minute: show it
     started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
