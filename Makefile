@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 
-.PHONY: install test test-slow test-real models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity clean
+.PHONY: install test test-slow test-real models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity bench-scale clean
 
 install: $(BIN)/.installed
 
@@ -63,6 +63,11 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bm25_bench.py
+
+# BM25 at HotpotQA size: streamed corpus + chunked index vs a plain bm25s build (1M paragraphs;
+# --paragraphs 5233329 for the full abstracts size, ~10 GB of disk under bench-scale/).
+bench-scale: install
+	$(BIN)/python benchmarks/bm25_scale.py --paragraphs 1000000 --out bench-scale-1m.json
 
 # Benchmarks on the real model shapes (SmolLM2-135M): training throughput, hf vs vLLM evaluation.
 bench-real: install models vllm-env

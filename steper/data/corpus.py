@@ -485,7 +485,7 @@ def load_or_build_corpus(
     a paragraph dump used instead (HotpotQA abstracts, or a JSONL of {title, text}). The result is
     a memory-mapped `ParagraphStore` (a read-only sequence of `Paragraph`).
     """
-    from steper.retrieval.progress import PhaseProgress  # lazy: steper.retrieval imports steper.data
+    from steper.progress import PhaseProgress
 
     cache_path = Path(cache_path)
     meta_path = cache_path.with_name(cache_path.stem + ".meta.json")

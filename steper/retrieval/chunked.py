@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from steper.errors import SteperError
-from steper.retrieval.progress import PhaseProgress
+from steper.progress import PhaseProgress
 
 __all__ = ["BM25S_FILES", "DEFAULT_CHUNK_SIZE", "build_bm25s_index"]
 
