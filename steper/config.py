@@ -94,6 +94,7 @@ class StepwiseDataConfig:
     max_length: int = MISSING
     chat: Any = "auto"
     loss_on_prefix: bool = False
+    eos_after: str = "final"
     length_grouped: bool = True
     num_workers: int = 0
     seed: int = 0

@@ -4,9 +4,16 @@ A data directory (written by `generate_data.py`) holds `train.jsonl` and `valida
 example per line: `{"qid", "task": first|mid|final|vanilla, "step", "prompt", "prefix", "target"}`.
 
 Each example is tokenized exactly as the student meets it in the loop: the input is
-`render(prompt, prefix, tokenizer, chat)`, the trained part `continuation(target, prefix, chat)`
-followed by EOS; labels are -100 everywhere else (`loss_on_prefix=True` moves the reasoning
-prefix into the trained part, method.md §1). An example longer than `max_length` loses passage
+`render(prompt, prefix, tokenizer, chat)`, the trained part `continuation(target, prefix, chat)`,
+followed by EOS where generation ends (`eos_after`); labels are -100 everywhere else
+(`loss_on_prefix=True` moves the reasoning prefix into the trained part, method.md §1).
+
+`eos_after=final` (default) ends only the answer step ("So the answer is: …", and the vanilla
+chain) with EOS. A first or mid step r_s gets none: the loop cuts each generation at its first
+sentence anyway, and an EOS after r_s would teach "stop after r_s" in the very context where the
+step-(s+1) example teaches "go on with r_{s+1}" (the two inputs differ only by the passages
+retrieved in between). Measured on the pretrained demo student, EOS after every step made it stop
+at step 2 with an empty sentence on most questions. `eos_after=every` restores it. An example longer than `max_length` loses passage
 words (never the question, the prefix or the target; `prompts.fit_passages`); one that does not
 fit even without passages is dropped and counted.
 
@@ -41,6 +48,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation")
 METHODS = {"steper": ("first", "mid", "final"), "vanilla": ("vanilla",)}
+# the tasks whose target ends the generation (EOS after it under eos_after=final)
+ANSWER_TASKS = ("final", "vanilla")
+EOS_AFTER = ("final", "every")
 IGNORE_INDEX = -100
 PADDING_TASK = -1  # task id of the copies that even out DDP shares: no loss
 HOW_TO_MAKE = (
@@ -342,6 +352,7 @@ class StepwiseDataModule(L.LightningDataModule):
         max_length: int = 2048,
         chat: str | bool = "auto",
         loss_on_prefix: bool = False,
+        eos_after: str = "final",
         length_grouped: bool = True,
         num_workers: int = 0,
         seed: int = 0,
@@ -364,6 +375,9 @@ class StepwiseDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.chat = chat
         self.loss_on_prefix = loss_on_prefix
+        if eos_after not in EOS_AFTER:
+            raise SteperError(f"data.eos_after must be one of {', '.join(EOS_AFTER)}, got {eos_after!r}")
+        self.eos_after = eos_after
         self.length_grouped = length_grouped
         self.num_workers = num_workers
         self.seed = seed
@@ -475,7 +489,8 @@ class StepwiseDataModule(L.LightningDataModule):
             inputs = self._encode([p[0] for p in pairs])
             targets = tok([p[1] for p in pairs], add_special_tokens=False)["input_ids"]
             for row, inp, tgt in zip(part, inputs, targets):
-                tgt = [*tgt, eos]
+                if self.eos_after == "every" or row["task"] in ANSWER_TASKS:
+                    tgt = [*tgt, eos]
                 if len(inp) + len(tgt) > self.max_length:
                     inp, bare = self._shrink(row, self.max_length - len(tgt))
                     if inp is None:

@@ -48,16 +48,20 @@ def labelled_text(tok, ids, n_input) -> tuple[str, str]:
     return tok.decode(ids[:n_input]), tok.decode(ids[n_input:])
 
 
+def ending(row: dict, tok) -> str:
+    """EOS ends the answer step's (and the vanilla chain's) target only (eos_after=final)."""
+    return tok.eos_token if row["task"] in ("final", "vanilla") else ""
+
+
 def test_labels_cover_exactly_the_target_and_eos(data_dir, tokenizer):
     dm = make_dm(data_dir, tokenizer, batch_size=4)
     rows = dm.rows("train")
     ds = dm.datasets["train"]
-    eos = tokenizer.eos_token
     for i in (0, 1, 2, 5):
         r = rows[i]
         inp, tgt = labelled_text(tokenizer, ds.ids[i], ds.n_input[i])
         assert inp == render(r["prompt"], r["prefix"])
-        assert tgt == continuation(r["target"], r["prefix"]) + eos
+        assert tgt == continuation(r["target"], r["prefix"]) + ending(r, tokenizer)
     # The collated labels are -100 exactly outside the target tokens.
     batch = dm.collator()([ds[i] for i in range(4)])
     for row in range(4):
@@ -67,12 +71,23 @@ def test_labels_cover_exactly_the_target_and_eos(data_dir, tokenizer):
         assert lab[n_in:n].tolist() == ds.ids[row][n_in:].tolist()
         assert batch["attention_mask"][row].sum().item() == n
         assert batch["n_target_tokens"][row].item() == n - n_in
-        assert (
-            tokenizer.decode(lab[lab != -100].tolist())
-            == continuation(rows[row]["target"], rows[row]["prefix"]) + eos
-        )
+        assert tokenizer.decode(lab[lab != -100].tolist()) == continuation(
+            rows[row]["target"], rows[row]["prefix"]
+        ) + ending(rows[row], tokenizer)
     assert batch["task_ids"].tolist() == [0, 1, 2, 0]
     assert batch["stats"]["task_counts"] == [2, 1, 1]
+
+
+def test_eos_after_every_step_on_request(data_dir, tokenizer):
+    rows = make_dm(data_dir, tokenizer).rows("train")
+    every = make_dm(data_dir, tokenizer, eos_after="every").datasets["train"]
+    final = make_dm(data_dir, tokenizer).datasets["train"]
+    for i, r in enumerate(rows):
+        assert labelled_text(tokenizer, every.ids[i], every.n_input[i])[1].endswith(tokenizer.eos_token)
+        assert len(every.ids[i]) - len(final.ids[i]) == (0 if r["task"] in ("final", "vanilla") else 1)
+    assert {r["task"] for r in rows} >= {"first", "mid", "final"}
+    with pytest.raises(SteperError, match="eos_after must be one of final, every"):
+        make_dm(data_dir, tokenizer, eos_after="never")
 
 
 def test_loss_on_prefix_trains_the_prefix_too(data_dir, tokenizer):
@@ -91,7 +106,7 @@ def test_chat_template_input_is_the_loop_input(data_dir, tokenizer):
     for i, r in enumerate(dm.rows("train")):
         inp, tgt = labelled_text(tok, dm.datasets["train"].ids[i], dm.datasets["train"].n_input[i])
         assert inp == render(r["prompt"], r["prefix"], tok, chat=True)
-        assert tgt == continuation(r["target"], r["prefix"], chat=True) + tok.eos_token
+        assert tgt == continuation(r["target"], r["prefix"], chat=True) + ending(r, tok)
     assert not make_dm(data_dir, tok, chat=False, limit_train=1, limit_val=1).use_chat
 
 
@@ -135,7 +150,7 @@ def test_truncation_cuts_passages_keeps_question_and_target(tmp_path, tokenizer)
     assert len(ds.ids[0]) <= full // 2 and dm.truncated["train"] == 1 and dm.dropped["train"] == 0
     inp, tgt = labelled_text(tokenizer, ds.ids[0], ds.n_input[0])
     assert question in inp and inp.endswith(row["prefix"]) and "Wikipedia Title: Alpha Page" in inp
-    assert tgt == continuation(row["target"], row["prefix"]) + tokenizer.eos_token
+    assert tgt == continuation(row["target"], row["prefix"]) + ending(row, tokenizer)
     assert inp.count("alpha words") < 60 and inp.count("beta words") < 60  # both passages shrank
     assert inp.count("alpha words") >= 1  # ... to a common budget, keeping their heads
 
