@@ -297,7 +297,13 @@ def build_wandb_logger(node: dict, cfg: DictConfig, resume_id: str | None):
         kw["id"] = resume_id
         kw["resume"] = "allow"
     Path(str(kw["save_dir"])).mkdir(parents=True, exist_ok=True)
-    return instantiate(kw)
+    logger = instantiate(kw)
+    # Lightning always passes `anonymous=None` to wandb.init, which wandb >= 0.2x answers with a
+    # "no effect, will be removed" warning on every run: leave the key out unless it was set.
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous") is None:
+        init.pop("anonymous", None)
+    return logger
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list:
