@@ -47,15 +47,8 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import subprocess_env  # noqa: E402  (offline env for entry points; sets it here too)
 from tests.real.vllm_server import VLLMServer  # noqa: E402
 
-TOY = {
-    "name": "toy",
-    "format": "toy",
-    "seed": 0,
-    "n_train": 400,
-    "n_dev": 50,
-    "n_test": 100,
-    "hops": [2, 3, 4],
-}
+sys.path.insert(0, str(REPO / "benchmarks"))
+from eval_bench import TOY  # noqa: E402  (the default toy world, as the other evaluation benchmark uses it)
 
 
 class Recording:
