@@ -309,6 +309,14 @@ def arm_plain_query(corpus: Path, cache: Path, work: Path, out: Path) -> dict:
     model = bm25s.BM25.load(work, show_progress=False)
     load_s = time.perf_counter() - t0
     after_load = rss()
+    query_s, top = bm25s_top10(model, tok, queries, out)
+    return {"load_s": load_s, "rss_before_load": base, "rss_after_load": after_load, "query_s": query_s,
+            "rss_after_queries": rss()}  # fmt: skip
+
+
+def bm25s_top10(model, tok, queries: list[str], out: Path) -> tuple[float, list]:
+    """bm25s's own `retrieve` (top-10, one thread) of `queries`: (seconds, [[doc, score], ...] per
+    query with score > 0), the lists also written to `out`."""
     q_ids = tok.encode_queries(queries, model.vocab_dict)
     t0 = time.perf_counter()
     docs, scores = model.retrieve(q_ids, k=10, show_progress=False, n_threads=0)
@@ -317,8 +325,7 @@ def arm_plain_query(corpus: Path, cache: Path, work: Path, out: Path) -> dict:
         [[int(dd), float(s)] for dd, s in zip(drow, srow) if s > 0] for drow, srow in zip(docs.tolist(), scores.tolist())
     ]
     out.write_text(json.dumps(top))
-    return {"load_s": load_s, "rss_before_load": base, "rss_after_load": after_load, "query_s": query_s,
-            "rss_after_queries": rss()}  # fmt: skip
+    return query_s, top
 
 
 def arm_bm25s_on_steper(corpus: Path, cache: Path, out: Path) -> dict:
@@ -337,14 +344,7 @@ def arm_bm25s_on_steper(corpus: Path, cache: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     model = bm25s.BM25.load(d, mmap=True, show_progress=False)
     load_s = time.perf_counter() - t0
-    q_ids = tok.encode_queries(queries, model.vocab_dict)
-    t0 = time.perf_counter()
-    docs, scores = model.retrieve(q_ids, k=10, show_progress=False, n_threads=0)
-    query_s = time.perf_counter() - t0
-    top = [
-        [[int(dd), float(s)] for dd, s in zip(drow, srow) if s > 0] for drow, srow in zip(docs.tolist(), scores.tolist())
-    ]
-    out.write_text(json.dumps(top))
+    query_s, top = bm25s_top10(model, tok, queries, out)
     mine = json.loads((out.parent / "top-steper.json").read_text())
     return {"load_s": load_s, "query_s": query_s, "top10": compare_top(mine, top)}
 
