@@ -14,8 +14,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from steper.errors import SteperError
-from steper.evaluation.targets import TargetConfig
-from steper.generators.base import TeacherConfig
 
 
 @dataclass
@@ -60,6 +58,53 @@ class RetrieverConfig:
     stemmer: str | None = "english"
     stopwords: str | None = "en"
     top_k: int = 4
+
+
+@dataclass
+class GeneratorConfig:
+    """Schema of a generator section: `teacher` (generate_data.py) and `target` (evaluate.py),
+    conf/generator/*.yaml. Each backend reads its own fields and ignores the others'."""
+
+    # teacher: oracle | hf | openai;  target: student | checkpoint | hf | openai | oracle
+    name: str = "oracle"
+    # the name in tables, W&B and the CSV line; null = derived from the target
+    label: str | None = None
+    # -- generation, shared by every generating backend
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=lambda: ["\n"])
+    temperature: float = 0.0  # 0 = greedy
+    # chat template: auto (when the tokenizer has one; student: as trained) | true | false
+    chat: Any = "auto"
+    max_context: int | None = None  # tokens; hf default: the model's max_position_embeddings
+    # -- hf (and the hf-backed student/checkpoint)
+    model_name_or_path: str | None = None
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # prompts per forward pass; null = the job's batch_size (evaluate) or 8 (teacher)
+    batch_size: int | None = None
+    # a tokenizer other than the model's own; openai: a local tokenizer for chat rendering and
+    # token-exact `fits`
+    tokenizer: str | None = None
+    # -- student: the exported directory (<train run dir>/student)
+    path: str | None = None
+    merge: bool = True  # LoRA: merge the adapter into the base weights (faster)
+    # -- checkpoint: a Lightning .ckpt of train.py
+    ckpt_path: str | None = None
+    # student (adapter) / checkpoint: the base model; null = from steper_export.json / the run folder
+    base_model: str | None = None
+    # checkpoint with LoRA weights: the LoRA settings; null = the run folder's
+    peft: Any = None
+    # -- openai
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None  # served model name; None = the server's only model
+    api: str = "completions"  # completions | chat
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding the key
+    concurrency: int = 16
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    extra_body: dict[str, Any] | None = None  # extra JSON fields sent with every request
 
 
 # ---- train.py (conf/train.yaml). Fields default to MISSING ("???") where an option's file may
@@ -247,8 +292,8 @@ SCHEMAS: dict[str, type] = {
     "logger": LoggerConfig,
     "callbacks": CallbacksConfig,
     "eval": TrainEvalConfig,
-    "teacher": TeacherConfig,
-    "target": TargetConfig,  # evaluate.py
+    "teacher": GeneratorConfig,  # generate_data.py
+    "target": GeneratorConfig,  # evaluate.py
 }
 
 

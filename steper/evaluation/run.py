@@ -562,12 +562,12 @@ def check_config(cfg: Any) -> Any:
     """Validate the sections and top-level options evaluate.py uses (SteperError on a bad one)."""
     from omegaconf import OmegaConf
 
-    from steper.config import validate_section
-    from steper.evaluation.targets import TARGETS, TargetConfig
+    from steper.config import GeneratorConfig, validate_section
+    from steper.evaluation.targets import TARGETS
     from steper.generate import FrameworkConfig
 
     fw = validate_section("framework", cfg.framework, FrameworkConfig)
-    target = validate_section("target", cfg.target, TargetConfig)
+    target = validate_section("target", cfg.target, GeneratorConfig)
     flag = OmegaConf.is_struct(cfg)
     OmegaConf.set_struct(cfg, False)
     try:

@@ -17,7 +17,7 @@ Every HF-backed target ends in `HFGenerator.from_pretrained_objects` through `bu
 with one check first: a tokenizer whose vocabulary is larger than the model's embedding matrix
 (a tokenizer of another model) is a SteperError, not an index error deep inside generation.
 
-`TargetConfig` is the schema of the `target` section; each target reads its own fields.
+`steper.config.GeneratorConfig` is the schema of the `target` section; each target reads its own fields.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,52 +52,6 @@ RUNTIME_KEYS = frozenset(
     }
     | {"base_url", "api_key_env"}
 )
-
-
-@dataclass
-class TargetConfig:
-    """Schema of the `target` section (conf/target/*.yaml)."""
-
-    # student | checkpoint | hf | openai | oracle
-    name: str = "student"
-    # the name in tables, W&B and the CSV line; null = derived from the target
-    label: str | None = None
-    # -- student: the exported directory (<train run dir>/student)
-    path: str | None = None
-    merge: bool = True  # LoRA: merge the adapter into the base weights (faster)
-    # -- checkpoint: a Lightning .ckpt of train.py
-    ckpt_path: str | None = None
-    # student (adapter) / checkpoint: the base model; null = from steper_export.json / the run folder
-    base_model: str | None = None
-    # checkpoint with LoRA weights: the LoRA settings (r, lora_alpha, target_modules, ...);
-    # null = the run folder's student/adapter_config.json or .hydra/config.yaml
-    peft: Any = None
-    # -- hf
-    model_name_or_path: str | None = None
-    # a tokenizer other than the model's own (hf/student/checkpoint); openai: a local tokenizer
-    # for chat rendering and token-exact `fits`
-    tokenizer: str | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    # prompts per forward pass (hf-backed); null = the evaluation's batch_size
-    batch_size: int | None = None
-    # -- generation (every generating target)
-    max_new_tokens: int = 64
-    stop: list[str] = field(default_factory=lambda: ["\n"])
-    temperature: float = 0.0
-    chat: Any = "auto"  # auto | true | false (student: auto = as trained, from steper_export.json)
-    max_context: int | None = None
-    # -- openai
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str | None = None
-    api: str = "completions"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 16
-    timeout_s: float = 60.0
-    max_retries: int = 5
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    extra_body: Any = None
 
 
 @dataclass

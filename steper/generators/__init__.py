@@ -13,7 +13,6 @@ from steper.generators.base import (
     GENERATORS,
     GenerationRequest,
     Generator,
-    TeacherConfig,
     build_generator,
     cut_at_stop,
 )
@@ -25,7 +24,6 @@ __all__ = [
     "HFGenerator",
     "OpenAICompatGenerator",
     "OracleGenerator",
-    "TeacherConfig",
     "build_generator",
     "cut_at_stop",
 ]

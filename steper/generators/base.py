@@ -13,7 +13,7 @@ passages, never the question.
 
 Backends: `oracle` (writes the gold chain, no model), `hf` (a local transformers model), `openai`
 (any OpenAI-compatible server: vLLM, TGI, SGLang, OpenAI). `build_generator(cfg)` makes one from
-a `teacher` config section; `TeacherConfig` is that section's schema.
+a `teacher` config section; `steper.config.GeneratorConfig` is that section's schema.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from steper.config import GeneratorConfig
 from steper.errors import SteperError
 
 if TYPE_CHECKING:  # steper.config imports this module; steper.data imports steper.config
@@ -148,40 +149,7 @@ class Generator(ABC):
         return f"{type(self).__name__}(max_new_tokens={self.max_new_tokens}, stop={self.stop!r})"
 
 
-@dataclass
-class TeacherConfig:
-    """Schema of the `teacher` config section (conf/teacher/*.yaml). Each backend reads its own
-    fields and ignores the others', so one schema serves all three."""
-
-    # oracle | hf | openai
-    name: str = "oracle"
-    # -- shared by hf and openai --
-    max_new_tokens: int = 64
-    stop: list[str] = field(default_factory=lambda: ["\n"])
-    temperature: float = 0.0  # 0 = greedy
-    # chat template: auto (when the tokenizer has one) | true | false
-    chat: Any = "auto"
-    max_context: int | None = None  # tokens; hf default: the model's max_position_embeddings
-    # -- hf --
-    model_name_or_path: str | None = None
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    batch_size: int = 8
-    # -- openai --
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str | None = None  # served model name; None = the server's only model
-    api: str = "completions"  # completions | chat
-    api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding the key
-    concurrency: int = 16
-    timeout_s: float = 60.0
-    max_retries: int = 5
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    tokenizer: str | None = None  # optional local tokenizer: chat rendering and token-exact `fits`
-    extra_body: dict[str, Any] | None = None  # extra JSON fields sent with every request
-
-
-TEACHER_FIELDS = tuple(f.name for f in fields(TeacherConfig))
+TEACHER_FIELDS = tuple(f.name for f in fields(GeneratorConfig))
 GENERATORS = ("oracle", "hf", "openai")
 
 
@@ -201,6 +169,8 @@ def build_generator(cfg: Any, **objects: Any) -> Generator:
     else:
         raise SteperError(f"teacher config must be a mapping, got {type(cfg).__name__}")
     name = opts.pop("name", None)
+    if opts.get("batch_size") is None:  # null = the backend's default
+        opts.pop("batch_size", None)
     if name not in GENERATORS:
         raise SteperError(f"unknown teacher.name {name!r}; valid: {', '.join(GENERATORS)}")
     unknown = sorted(k for k in opts if k not in TEACHER_FIELDS)
