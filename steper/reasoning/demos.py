@@ -1,4 +1,4 @@
-"""Few-shot demonstrations for the teacher (the student gets none, method.md §3).
+"""Few-shot demonstrations for the teacher (the student gets none, docs/method.md §3).
 
 Real datasets: hand-written data files `steper/reasoning/demos/<dataset>_<framework>.txt` in
 IRCoT's layout (passages as `Wikipedia Title: …`, the question line, then `A:` with the chain
@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from steper.constants import FRAMEWORKS
 from steper.data.schema import Question
 from steper.errors import SteperError
 from steper.reasoning.prompts import build_prompt
 
 DEMO_DIR = Path(__file__).resolve().parent / "demos"
-FRAMEWORKS = ("ircot", "selfask")
 SEPARATOR = "\n\n\n"
 # Dataset names (or their prefixes) → the demo file family.
 _FAMILIES = ("hotpot", "2wiki", "musique")

@@ -1,4 +1,4 @@
-"""The prompt layout shared by the teacher loop, the student loop and the training data (method.md §3).
+"""The prompt layout shared by the teacher loop, the student loop and the training data (docs/method.md §3).
 
 A prompt has two parts:
 - the *prompt* proper (the "user" part): optional few-shot demonstrations, the passages as
@@ -72,7 +72,9 @@ def fit_passages(
 
     Passages keep their titles; their texts are cut to a common word budget (found by binary
     search), so every passage keeps its head. If even titles alone do not fit, the earliest
-    passages are dropped. Returns the prompt and the passages as they went in.
+    passages are dropped. Returns the prompt and the passages as they went in: none when the
+    question (with the demonstrations and the prefix) leaves no room for any passage, which the
+    loop counts and warns about once per run.
     """
     full = build_prompt(question, passages, demos)
     if fits(full) or not passages:

@@ -1,4 +1,4 @@
-"""Self-Ask (question decomposition) on the same loop as IRCoT (method.md §3).
+"""Self-Ask (question decomposition) on the same loop as IRCoT (docs/method.md §3).
 
 The model writes, after `A:`, units joined by spaces (the prefix layout of every step):
 
@@ -25,7 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from steper.errors import SteperError
-from steper.reasoning.loop import ANSWER_RE, Framework, answer_of, strip_wh_words
+from steper.reasoning.ircot import Framework
+from steper.reasoning.sentences import ANSWER_RE, answer_of, strip_wh_words
+from steper.reasoning.trace import norm_title
 
 FOLLOW_UP = "Follow up:"
 INTERMEDIATE = "Intermediate answer:"
@@ -65,10 +67,6 @@ class SelfAsk(Framework):
 
 
 SELFASK = SelfAsk()
-
-
-def _norm(title: str) -> str:
-    return " ".join(title.split()).casefold()
 
 
 class SelfAskOracle:
@@ -117,14 +115,7 @@ class SelfAskOracle:
             )
         if not answering:
             return f"{FOLLOW_UP} {step.question}"
-        titles = {_norm(p.title) for p in request.passages}
-        if step.title is not None and _norm(step.title) not in titles:
+        titles = {norm_title(p.title) for p in request.passages}
+        if step.title is not None and norm_title(step.title) not in titles:
             return f"{FINAL} unknown."
         return f"{INTERMEDIATE} {step.answer}."
-
-
-def selfask_loop(questions, retriever, generator, **kwargs: Any):
-    """Self-Ask on `steper.reasoning.loop.run_loop` (same keyword arguments as `ircot_loop`)."""
-    from steper.reasoning.loop import run_loop
-
-    return run_loop(questions, retriever, generator, framework=SELFASK, **kwargs)

@@ -1,4 +1,4 @@
-"""Prompt layout (method.md §3) and the tiny model builder."""
+"""Prompt layout (docs/method.md §3) and the tiny model builder."""
 
 from __future__ import annotations
 

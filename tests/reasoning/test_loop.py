@@ -1,4 +1,4 @@
-"""The IRCoT loop (method.md §3) with a scripted fake retriever/generator, and with the oracle on the toy world."""
+"""The IRCoT loop (docs/method.md §3) with a scripted fake retriever/generator, and with the oracle on the toy world."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from steper.errors import SteperError
 from steper.reasoning.loop import (
     Trace,
     first_sentence,
-    ircot_loop,
     is_reasoning_sentence,
+    run_loop,
     strip_timings,
     strip_wh_words,
 )
@@ -148,7 +148,7 @@ def test_queries_wh_stripped_and_reasoning_sentences_not_queried():
             ]
         )
     )
-    (t,) = ircot_loop([q(0, "Who directed the film Zorvak Telu?")], ret, gen)
+    (t,) = run_loop([q(0, "Who directed the film Zorvak Telu?")], ret, gen)
     assert [s.query for s in t.steps] == [
         "Who directed the film Zorvak Telu?",  # step 1: the question as it is
         "directed Zorvak Telu Mirel Okana.",  # wh-words/is stripped
@@ -169,7 +169,7 @@ def test_passages_accumulate_dedup_and_cap():
     ret = FakeRetriever(pick=lambda query: picks[int(query.split()[-1].rstrip("."))])
     sentences = ["Step 1.", "Step 2.", "Step 3.", "So the answer is: Paris."]
     gen = FakeGenerator(scripted(sentences))
-    (t,) = ircot_loop([q(0, "Question 0")], ret, gen, top_k=4, max_passages=9)
+    (t,) = run_loop([q(0, "Question 0")], ret, gen, top_k=4, max_passages=9)
     acc = [s.accumulated for s in t.steps]
     assert acc[0] == ["p0", "p1", "p2", "p3"]
     assert acc[1] == ["p0", "p1", "p2", "p3", "p4", "p5"]  # p2, p3 not twice
@@ -186,7 +186,7 @@ def test_passages_accumulate_dedup_and_cap():
 def test_cap_15_by_default():
     ret = FakeRetriever(n=100, pick=lambda query: list(range(len(query) * 4, len(query) * 4 + 8)))
     gen = FakeGenerator(scripted(["a" * 1 + ".", "bb.", "ccc.", "dddd.", "eeeee."]))
-    (t,) = ircot_loop([q(0, "x")], ret, gen, top_k=8, max_steps=5)
+    (t,) = run_loop([q(0, "x")], ret, gen, top_k=8, max_steps=5)
     assert max(len(s.accumulated) for s in t.steps) == 15
     assert t.finish == "max_steps" and t.answer is None and len(t.steps) == 5
 
@@ -200,7 +200,7 @@ def test_first_sentence_kept_and_stop_regex():
             ]
         )
     )
-    (t,) = ircot_loop([q(0)], FakeRetriever(), gen)
+    (t,) = run_loop([q(0)], FakeRetriever(), gen)
     assert t.steps[0].generation.endswith("dropped.")
     assert t.steps[0].sentence == "Mirel Okana was born in the U.S. in 1950."
     assert t.steps[1].sentence == "The answer is 42."
@@ -219,7 +219,7 @@ def test_max_steps_empty_and_none_end_a_trace_without_crash():
             return None if r.step == 1 else "Fact one."  # failed request at step 2
         return "So the answer is: Paris."
 
-    ts = ircot_loop([q(i) for i in range(4)], FakeRetriever(), FakeGenerator(script), max_steps=3)
+    ts = run_loop([q(i) for i in range(4)], FakeRetriever(), FakeGenerator(script), max_steps=3)
     assert [t.finish for t in ts] == ["max_steps", "empty", "error", "answer"]
     assert [t.answer for t in ts] == [None, None, None, "Paris"]
     assert [len(t.steps) for t in ts] == [3, 1, 2, 1]
@@ -236,7 +236,7 @@ def test_active_set_shrinks_one_call_per_step():
     ret = FakeRetriever()
     gen = FakeGenerator(script)
     done = []
-    ts = ircot_loop([q(i) for i in range(4)], ret, gen, batch_size=32, on_trace=lambda t: done.append(t.qid))
+    ts = run_loop([q(i) for i in range(4)], ret, gen, batch_size=32, on_trace=lambda t: done.append(t.qid))
     assert gen.calls == [4, 3, 2, 1]  # one generator call per step, shrinking
     assert [len(c) for c in ret.calls] == [4, 3, 2, 1]  # one retriever call per step
     assert done == ["q0", "q1", "q2", "q3"]
@@ -251,7 +251,7 @@ def test_window_refills_and_results_in_question_order():
 
     gen = FakeGenerator(script)
     done = []
-    ts = ircot_loop(
+    ts = run_loop(
         [q(i) for i in range(6)], FakeRetriever(), gen, batch_size=2, on_trace=lambda t: done.append(t.qid)
     )
     assert max(gen.calls) == 2
@@ -269,11 +269,11 @@ def _deterministic_script(r):
 
 def test_batched_equals_one_by_one():
     questions = [q(i, f"What is item number {i} about?") for i in range(12)]
-    batched = ircot_loop(questions, FakeRetriever(), FakeGenerator(_deterministic_script), batch_size=32)
+    batched = run_loop(questions, FakeRetriever(), FakeGenerator(_deterministic_script), batch_size=32)
     single = []
     for one in questions:
-        single += ircot_loop([one], FakeRetriever(), FakeGenerator(_deterministic_script), batch_size=1)
-    window = ircot_loop(questions, FakeRetriever(), FakeGenerator(_deterministic_script), batch_size=5)
+        single += run_loop([one], FakeRetriever(), FakeGenerator(_deterministic_script), batch_size=1)
+    window = run_loop(questions, FakeRetriever(), FakeGenerator(_deterministic_script), batch_size=5)
     a = [strip_timings(t.to_dict()) for t in batched]
     assert a == [strip_timings(t.to_dict()) for t in single]
     assert a == [strip_timings(t.to_dict()) for t in window]
@@ -285,7 +285,7 @@ def test_prompt_fitted_to_context_never_cutting_the_question():
     long = [Paragraph(f"T{i}", " ".join(["word"] * 200), pid=f"p{i}") for i in range(10)]
     ret.corpus = long
     gen = FakeGenerator(scripted(["So the answer is: Paris."]), max_chars=900)
-    (t,) = ircot_loop([q(0, "A question that must stay whole?")], ret, gen)
+    (t,) = run_loop([q(0, "A question that must stay whole?")], ret, gen)
     req = gen.requests[0]
     assert len(gen.render(req.prompt, req.prefix)) <= 900
     assert "A question that must stay whole?" in req.prompt
@@ -294,7 +294,7 @@ def test_prompt_fitted_to_context_never_cutting_the_question():
 
 
 def test_trace_round_trip_and_json():
-    ts = ircot_loop([q(i) for i in range(3)], FakeRetriever(), FakeGenerator(_deterministic_script))
+    ts = run_loop([q(i) for i in range(3)], FakeRetriever(), FakeGenerator(_deterministic_script))
     for t in ts:
         d = json.loads(json.dumps(t.to_dict()))
         assert Trace.from_dict(d).to_dict() == t.to_dict()
@@ -337,7 +337,7 @@ def test_gold_titles_and_found():
         contexts=[Paragraph("T0", "x", True), Paragraph("T39", "y", True), Paragraph("T5", "z", False)],
         chain=[ChainStep("A.", "T0")],
     )
-    (t,) = ircot_loop([question], FakeRetriever(pick=lambda query: [0, 1]), FakeGenerator(scripted([])))
+    (t,) = run_loop([question], FakeRetriever(pick=lambda query: [0, 1]), FakeGenerator(scripted([])))
     assert t.gold_titles == ["T0", "T39"] and t.gold_found == ["T0"] and not t.all_gold_found
 
 
@@ -347,7 +347,50 @@ def test_bad_retriever_output_is_a_steper_error():
             return []
 
     with pytest.raises(SteperError, match="retriever returned"):
-        ircot_loop([q(0)], Broken(), FakeGenerator(scripted([])))
+        run_loop([q(0)], Broken(), FakeGenerator(scripted([])))
+
+
+def test_a_setting_below_one_is_named_by_its_config_key():
+    """QA: `retriever.top_k=-3` named no setting ("... must all be at least 1")."""
+    with pytest.raises(SteperError) as err:
+        run_loop([q(0)], FakeRetriever(), FakeGenerator(scripted([])), top_k=-3)
+    msg = str(err.value)
+    assert msg.startswith("retriever.top_k=-3 must be a whole number of at least 1")
+    assert "set retriever.top_k=4" in msg
+    for other in ("framework.max_steps", "framework.max_passages", "batch_size"):
+        assert other not in msg
+
+
+def test_every_setting_below_one_is_named():
+    with pytest.raises(SteperError) as err:
+        run_loop(
+            [q(0)], FakeRetriever(), FakeGenerator(scripted([])), max_steps=0, max_passages=-1, batch_size=0
+        )
+    msg = str(err.value)
+    assert "batch_size=0" in msg and "framework.max_steps=0" in msg and "framework.max_passages=-1" in msg
+    assert "retriever.top_k" not in msg and msg.count("must be a whole number of at least 1") == 3
+
+
+def test_no_room_for_any_passage_warns_once_per_run(caplog):
+    """QA: a 30k-character question left the model 0 passages, silently."""
+    ret = FakeRetriever()
+    gen = FakeGenerator(scripted(["A thing.", "Another thing.", "So the answer is: Paris."]), max_chars=2000)
+    gen.max_context = 512
+    huge = q(0, "Where " + "is it really " * 2500 + "?")
+    with caplog.at_level("WARNING", logger="steper.reasoning.loop"):
+        traces = run_loop([huge, q(1, "Short?"), q(2, "Where " + "x " * 1500 + "?")], ret, gen, max_steps=3)
+    assert [s.shown for s in traces[0].steps] == [0, 0, 0] and traces[1].steps[0].shown == 4
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # one per run, not one per step or question
+    msg = warnings[0].getMessage()
+    assert msg.startswith("2 question(s) were shown no passage")
+    assert "context of 512 tokens" in msg and "max_context" in msg and "shorter questions" in msg
+
+
+def test_no_warning_when_passages_fit(caplog):
+    with caplog.at_level("WARNING", logger="steper.reasoning.loop"):
+        run_loop([q(0)], FakeRetriever(), FakeGenerator(scripted([])))
+    assert not caplog.records
 
 
 # ----------------------------------------------------------------------------------------------
@@ -371,7 +414,7 @@ def test_oracle_right_exactly_when_gold_found(toy, top_k):
 
     world, retriever = toy
     gen = OracleGenerator()
-    traces = ircot_loop(world.train, retriever, gen, top_k=top_k, batch_size=16)
+    traces = run_loop(world.train, retriever, gen, top_k=top_k, batch_size=16)
     assert len(traces) == len(world.train)
     for t, question in zip(traces, world.train):
         correct = score(t.answer, question.golds)["em"] == 1.0
@@ -391,8 +434,8 @@ def test_batched_equals_one_by_one_with_oracle(toy):
 
     world, retriever = toy
     qs = world.train[:20]
-    batched = ircot_loop(qs, retriever, OracleGenerator(), top_k=2, batch_size=32)
-    single = [ircot_loop([x], retriever, OracleGenerator(), top_k=2, batch_size=1)[0] for x in qs]
+    batched = run_loop(qs, retriever, OracleGenerator(), top_k=2, batch_size=32)
+    single = [run_loop([x], retriever, OracleGenerator(), top_k=2, batch_size=1)[0] for x in qs]
     assert [strip_timings(t.to_dict()) for t in batched] == [strip_timings(t.to_dict()) for t in single]
 
 
@@ -423,13 +466,11 @@ def _hf_batched_vs_single(tiny_model_dir):
     picks = {i: [i, (i * 7) % 40, (i * 13) % 40] for i in range(40)}
     questions = [q(i, f"Where was person {i} born?") for i in range(6)]
     g = gen(4)
-    batched = ircot_loop(
+    batched = run_loop(
         questions, FakeRetriever(pick=lambda s: picks[len(s) % 40]), g, max_steps=3, batch_size=6
     )
     single = [
-        ircot_loop([x], FakeRetriever(pick=lambda s: picks[len(s) % 40]), gen(1), max_steps=3, batch_size=1)[
-            0
-        ]
+        run_loop([x], FakeRetriever(pick=lambda s: picks[len(s) % 40]), gen(1), max_steps=3, batch_size=1)[0]
         for x in questions
     ]
     assert [strip_timings(t.to_dict()) for t in batched] == [strip_timings(t.to_dict()) for t in single]

@@ -8,7 +8,7 @@ from steper.data.schema import ChainStep, Paragraph, Question
 from steper.errors import SteperError
 from steper.reasoning.demos import DEMO_DIR, demo_blocks, load_demos, toy_demos
 from steper.reasoning.loop import run_loop, strip_timings
-from steper.reasoning.selfask import SELFASK, SelfAskOracle, selfask_loop
+from steper.reasoning.selfask import SELFASK, SelfAskOracle
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_selfask_loop_with_oracle_adapter():
         Paragraph("Spielberg", "Born.", pid="b"),
     ]
     ret = Retriever(corpus)
-    (t,) = selfask_loop([_question()], ret, SelfAskOracle(Base()), top_k=1, max_steps=10)
+    (t,) = run_loop([_question()], ret, SelfAskOracle(Base()), top_k=1, max_steps=10, framework="selfask")
     assert t.framework == "selfask" and t.finish == "answer" and t.answer == "Cincinnati"
     assert t.sentences == [
         "Follow up: Who directed Jaws?",
@@ -109,7 +109,7 @@ def test_selfask_loop_with_oracle_adapter():
 
 def test_selfask_oracle_unknown_when_gold_missing():
     ret = Retriever([Paragraph("Other", "nothing", pid="x")])
-    (t,) = selfask_loop([_question()], ret, SelfAskOracle(Base()), max_steps=10)
+    (t,) = run_loop([_question()], ret, SelfAskOracle(Base()), max_steps=10, framework="selfask")
     assert t.sentences[-1] == "So the final answer is: unknown." and t.answer == "unknown"
     assert not t.all_gold_found
 
@@ -118,7 +118,7 @@ def test_selfask_oracle_needs_subquestions():
     q = _question()
     q.chain = [ChainStep("Jaws was directed by Spielberg.", "Jaws")]
     with pytest.raises(SteperError, match="sub-question"):
-        selfask_loop([q], Retriever([]), SelfAskOracle(Base()))
+        run_loop([q], Retriever([]), SelfAskOracle(Base()), framework="selfask")
 
 
 def test_selfask_on_toy_world_oracle_relation_and_batching():
