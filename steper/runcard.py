@@ -140,9 +140,39 @@ def read_card(folder: str | os.PathLike) -> RunCard:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SteperError(f"{path}: unknown run card fields {unknown}; valid: {sorted(known)}")
+    _check_kinds(path, raw)
     card = RunCard(**raw)
     if card.job not in JOBS:
         raise SteperError(f"{path}: job {card.job!r} is not one of {', '.join(JOBS)}")
     if card.status not in STATUSES:
         raise SteperError(f"{path}: status {card.status!r} is not one of {', '.join(STATUSES)}")
     return card
+
+
+# what each card field must hold (None allowed only where the default is None)
+_KINDS: dict[str, tuple[type, ...]] = {
+    "job": (str,),
+    "status": (str,),
+    "choices": (dict,),
+    "overrides": (list,),
+    "config": (dict,),
+    "data": (dict,),
+    "model": (dict,),
+    "where": (dict,),
+    "metrics": (dict,),
+    "who": (dict,),
+    "started": (int, float),
+    "finished": (int, float, type(None)),
+    "error": (str, type(None)),
+}
+
+
+def _check_kinds(path: Path, raw: dict[str, Any]) -> None:
+    """A card field of the wrong kind (`"metrics": "x"`, no `job`) is a SteperError naming it."""
+    if "job" not in raw:
+        raise SteperError(f"{path}: the run card has no `job` field (one of {', '.join(JOBS)})")
+    for name, kinds in _KINDS.items():
+        value = raw.get(name)
+        if name in raw and (isinstance(value, bool) or not isinstance(value, kinds)):
+            want = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise SteperError(f"{path}: run card field `{name}` is {type(value).__name__}, expected {want}")

@@ -2,10 +2,11 @@
 
     python -m steper.report outputs/train/multiruns/<sweep> outputs/evaluate/runs/<teacher run> --out report
 
-`collect_runs` reads run folders, multirun folders and W&B CSV exports into `RunRecord`s;
-`steper.report.tables` builds Table 1, Table 2 and the scaling table; `steper.report.plots` draws
-σ_j, scaling, latency and validation-loss figures; `steper.report.judge` scores reasoning traces
-with an LLM judge. `make_report` does all of it and writes the report folder:
+`collect_runs` reads job folders (their `run.json` cards), multirun folders and W&B CSV exports
+into `RunRecord`s; `steper.report.tables` builds Table 1, Table 2 and the scaling table,
+`steper.report.run_tables` the runs, training and judge tables; `steper.report.plots` draws σ_j,
+scaling, latency and validation-loss figures; `steper.report.judge` scores reasoning traces with an
+LLM judge. `make_report` does all of it and writes the report folder:
 
     report.md                     every table, the problems found, the figures
     table1.csv table2.csv scaling.csv runs.csv [judge.csv]
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steper.report.collect import RunRecord, collect_runs, display_path, mark_teachers
+from steper.report.collect import collect_runs
+from steper.report.records import RunRecord, display_path, mark_teachers
 
 __all__ = ["Report", "RunRecord", "collect_runs", "make_report", "mark_teachers"]
 
-# method.md §7, for the reader's comparison at the end of report.md
+# docs/method.md §7, for the reader's comparison at the end of report.md
 PAPER_NUMBERS = """\
-The paper's numbers (method.md §7; Llama-3.1-8B student, 70B teacher; Acc unless stated):
+The paper's numbers (docs/method.md §7; Llama-3.1-8B student, 70B teacher; Acc unless stated):
 
 | | HotpotQA EM / F1 / Acc | 2Wiki Acc | MuSiQue Acc |
 |---|---|---|---|
@@ -99,7 +101,9 @@ def make_report(
     it, judge.json files already beside predictions are used. `teachers`: model names or labels of
     baselines to treat as the teacher. Raises a SteperError when there are no runs at all.
     """
-    from steper.report.tables import build_tables, judge_table, resolve_duplicates, runs_table
+    from steper.report.rows import resolve_duplicates
+    from steper.report.run_tables import judge_table, runs_table
+    from steper.report.tables import build_tables
 
     out = Path(out)
     runs, problems = collect_runs(paths)

@@ -10,7 +10,7 @@ from steper.cli import friendly_errors
 
 EPILOG = """\
 inputs:
-  run folders (any folder with .hydra/config.yaml: train.py or evaluate.py jobs), multirun folders
+  job folders (any folder with a run.json card: train.py or evaluate.py jobs), multirun folders
   (numbered job folders + multirun.yaml; failed jobs are listed, never dropped), folders above
   either (searched), and W&B runs-table exports (.csv).
 

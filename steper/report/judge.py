@@ -33,9 +33,7 @@ the command line. An unreachable server is a SteperError (one clear line from th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +41,10 @@ from typing import Any
 
 from steper.errors import SteperError
 from steper.io import iter_jsonl, read_json, write_json
+from steper.report.judge_prompts import ABILITIES, Item, build_items, load_rubric, parse_score
 
-ABILITIES = ("initialization", "expansion", "aggregation")
-RUBRIC_PATH = Path(__file__).with_name("rubric.txt")
-RUBRIC_SECTIONS = ("task", *ABILITIES, "reply")
+__all__ = ["JudgeConfig", "build_items", "judge_predictions", "load_rubric", "main", "parse_score"]
+
 JUDGE_FILE = "judge.json"
 REPLY_KEEP = 400  # characters of each reply kept in judge.json
 
@@ -88,171 +86,6 @@ class JudgeConfig:
             "stop": [],
             "chat": False,
         }
-
-
-# ------------------------------------------------------------------------------------------ rubric
-
-
-def load_rubric(path: str | Path | None = None) -> tuple[dict[str, str], str]:
-    """The rubric's sections by name, and the SHA-256 (first 16 hex) of the file's text."""
-    p = Path(path) if path else RUBRIC_PATH
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SteperError(f"cannot read the judge rubric {p}: {e}") from None
-    sections: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in text.splitlines():
-        m = re.match(r"^##\s+(\S.*?)\s*$", line)
-        if m:
-            current = m.group(1).strip().lower()
-            sections[current] = []
-        elif current is not None:
-            sections[current].append(line)
-    missing = [s for s in RUBRIC_SECTIONS if s not in sections]
-    if missing:
-        raise SteperError(
-            f"judge rubric {p} lacks section(s) {', '.join('## ' + s for s in missing)}; "
-            f"it needs: {', '.join('## ' + s for s in RUBRIC_SECTIONS)}"
-        )
-    return {k: "\n".join(v).strip() for k, v in sections.items()}, hashlib.sha256(text.encode()).hexdigest()[
-        :16
-    ]
-
-
-# ---------------------------------------------------------------------------------------- prompts
-
-
-@dataclass
-class Item:
-    qid: str
-    ability: str
-    prompt: str
-
-
-def _passages(
-    row: dict[str, Any], step: dict[str, Any], steps_before: list[dict[str, Any]], cfg: JudgeConfig
-) -> list[str]:
-    """The passages available at `step`: its accumulated ids through the row's `passages` map, else
-    the titles retrieved up to and including it."""
-    table = row["passages"]
-    out: list[str] = []
-    for pid in step.get("accumulated") or []:
-        p = table.get(str(pid))
-        if not isinstance(p, dict):
-            continue
-        title = str(p.get("title") or "").strip()
-        text = " ".join(str(p.get("text") or "").split())
-        if cfg.passage_chars > 0 and text:
-            cut = text[: cfg.passage_chars]
-            out.append(f"{title}: {cut}{'…' if len(text) > len(cut) else ''}")
-        else:
-            out.append(title)
-    if not out:
-        titles: list[str] = []
-        for s in [*steps_before, step]:
-            titles += [str(t) for t in s.get("retrieved_titles") or []]
-        out = list(dict.fromkeys(t for t in titles if t))
-    return out[: cfg.max_passages]
-
-
-def _case(
-    row: dict[str, Any], before: list[dict[str, Any]], judged: list[dict[str, Any]], cfg: JudgeConfig
-) -> str:
-    golds = [str(g) for g in row["golds"] if g is not None]
-    passages = _passages(row, judged[-1], before + judged[:-1], cfg)
-    lines = [
-        "--- Case ---",
-        f"Question: {str(row['question']).strip()}",
-        f"Gold answer: {' | '.join(golds) if golds else '(not given)'}",
-        "",
-        "Passages available at the step(s) under evaluation:",
-    ]
-    lines += [f"[{i}] {p}" for i, p in enumerate(passages, 1)] or ["(none)"]
-    lines += ["", "Reasoning written before:"]
-    lines += [f"Step {i}: {s['sentence'].strip()}" for i, s in enumerate(before, 1)] or [
-        "(none: this is the first step)"
-    ]
-    lines += ["", "Step(s) to evaluate:"]
-    lines += [f"Step {i}: {s['sentence'].strip()}" for i, s in enumerate(judged, len(before) + 1)]
-    return "\n".join(lines)
-
-
-def _trace_view(row: dict[str, Any]) -> dict[str, Any]:
-    """The fields the judge reads, from a predictions row whose trace is nested under `trace`
-    (evaluate.py's layout: `steps` there is the list, the row's own `steps` a count) or flat."""
-    trace = row.get("trace") if isinstance(row.get("trace"), dict) else {}
-    steps = row.get("steps") if isinstance(row.get("steps"), list) else trace.get("steps")
-    passages = trace.get("passages") if isinstance(trace.get("passages"), dict) else row.get("passages")
-    return {
-        "qid": row.get("qid", trace.get("qid", "")),
-        "question": row.get("question") or trace.get("question") or "",
-        "golds": row.get("golds") or trace.get("golds") or row.get("answers") or [],
-        "steps": steps if isinstance(steps, list) else [],
-        "passages": passages if isinstance(passages, dict) else {},
-        "finish": row.get("finish") or trace.get("finish"),
-    }
-
-
-def build_items(row: dict[str, Any], rubric: dict[str, str], cfg: JudgeConfig) -> list[Item]:
-    """The judge prompts of one prediction row (0 to 3 of them, see the module doc)."""
-    row = _trace_view(row)
-    steps = [
-        s
-        for s in row.get("steps") or []
-        if isinstance(s, dict) and isinstance(s.get("sentence"), str) and s["sentence"].strip()
-    ]
-    if not steps or row.get("finish") == "error":
-        return []
-    spans: dict[str, tuple[list[dict], list[dict]]] = {}
-    if len(steps) >= 2:
-        spans["initialization"] = ([], steps[:1])
-    if len(steps) >= 3:
-        spans["expansion"] = (steps[:1], steps[1:-1])
-    spans["aggregation"] = (steps[:-1], steps[-1:])
-    qid = str(row.get("qid", ""))
-    items = []
-    for ability in ABILITIES:
-        if ability not in spans:
-            continue
-        before, judged = spans[ability]
-        prompt = "\n\n".join(
-            [
-                rubric["task"],
-                f"Ability under evaluation: {ability}\n\n{rubric[ability]}",
-                rubric["reply"],
-                _case(row, before, judged, cfg),
-                "Your evaluation:",
-            ]
-        )
-        items.append(Item(qid, ability, prompt))
-    return items
-
-
-# ---------------------------------------------------------------------------------------- parsing
-
-_SCORE = re.compile(
-    r"\bscore\b(?:\s*\(\s*1\s*-\s*5\s*\))?[^\w\n]{0,4}(?:(?:is|of)\s+)?[^\w\n]{0,3}"
-    r"([1-5](?:\.\d+)?)(?![\d.]*\d)(?!\s*(?:-|–|to)\s*\d)",
-    re.IGNORECASE,
-)
-_BARE = re.compile(r"^\W*([1-5](?:\.0+)?)\s*(?:/\s*5|out of 5)?\W*$", re.IGNORECASE)
-
-
-def parse_score(reply: str | None) -> float | None:
-    """The score of a judge reply: the last `Score: N` (also `score = N`, `**Score:** N/5`, …), else a
-    bare digit on the last non-empty line; None when there is none in 1..5."""
-    if not reply:
-        return None
-    hits = _SCORE.findall(reply)
-    if hits:
-        return float(hits[-1])
-    lines = [ln for ln in reply.strip().splitlines() if ln.strip()]
-    if lines:
-        m = _BARE.match(lines[-1].strip())
-        if m:
-            return float(m.group(1))
-    return None
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -314,6 +147,49 @@ def load_judge(predictions: Path) -> dict[str, Any] | None:
     return d if isinstance(d, dict) and isinstance(d.get("abilities"), dict) else None
 
 
+def _reusable(existing: dict[str, Any] | None, cfg: JudgeConfig, sha: str) -> bool:
+    """Whether a judge.json already there was made by the same judge model, rubric and limit."""
+    return (
+        existing is not None
+        and not cfg.force
+        and existing.get("rubric_sha") == sha
+        and existing.get("limit") == cfg.limit
+        and (existing.get("judge") or {}).get("model") == cfg.model
+        and cfg.model is not None
+    )
+
+
+def _read_rows(predictions: Path, limit: int | None, skipped: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for _, row in iter_jsonl(predictions, strict=False, skipped=skipped):
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def _ask(items: list[Item], cfg: JudgeConfig, generator: Any) -> tuple[list[str | None], str | None]:
+    """The judge's replies to `items` (None for a failed request) and the model that answered."""
+    if not items:
+        return [], cfg.model
+    from steper.generators import GenerationRequest, build_generator
+
+    own = generator is None
+    gen = generator if generator is not None else build_generator(cfg.generator_config())
+    # one warning per failed request from the generator would flood the terminal on a bad
+    # endpoint; failures are counted per ability instead
+    gen_log = logging.getLogger("steper.generators.openai_compat")
+    level = gen_log.level
+    gen_log.setLevel(logging.ERROR)
+    try:
+        replies = gen.generate([GenerationRequest(it.prompt) for it in items])
+        return replies, getattr(gen, "model", None) or cfg.model
+    finally:
+        gen_log.setLevel(level)
+        if own:
+            gen.close()
+
+
 def judge_predictions(predictions: str | Path, cfg: JudgeConfig, generator: Any = None) -> dict[str, Any]:
     """Judge one predictions file; write and return `judge.json` beside it.
 
@@ -323,49 +199,14 @@ def judge_predictions(predictions: str | Path, cfg: JudgeConfig, generator: Any 
     predictions = Path(predictions)
     rubric, sha = load_rubric(cfg.rubric)
     existing = load_judge(predictions)
-    if (
-        existing is not None
-        and not cfg.force
-        and existing.get("rubric_sha") == sha
-        and existing.get("limit") == cfg.limit
-        and (existing.get("judge") or {}).get("model") == cfg.model
-        and cfg.model is not None
-    ):
+    if existing is not None and _reusable(existing, cfg, sha):
         existing["reused"] = True
         return existing
-
     skipped_lines: list[int] = []
-    rows = []
-    for _, row in iter_jsonl(predictions, strict=False, skipped=skipped_lines):
-        rows.append(row)
-        if cfg.limit is not None and len(rows) >= cfg.limit:
-            break
-    items: list[Item] = []
-    not_judged = 0
-    for row in rows:
-        its = build_items(row, rubric, cfg)
-        not_judged += not its
-        items += its
-
-    replies: list[str | None] = []
-    model = cfg.model
-    if items:
-        from steper.generators import GenerationRequest, build_generator
-
-        own = generator is None
-        gen = generator if generator is not None else build_generator(cfg.generator_config())
-        # one warning per failed request from the generator would flood the terminal on a bad
-        # endpoint; failures are counted per ability instead
-        gen_log = logging.getLogger("steper.generators.openai_compat")
-        level = gen_log.level
-        gen_log.setLevel(logging.ERROR)
-        try:
-            replies = gen.generate([GenerationRequest(it.prompt) for it in items])
-            model = getattr(gen, "model", None) or model
-        finally:
-            gen_log.setLevel(level)
-            if own:
-                gen.close()
+    rows = _read_rows(predictions, cfg.limit, skipped_lines)
+    per_row = [build_items(row, rubric, cfg) for row in rows]
+    items = [it for its in per_row for it in its]
+    replies, model = _ask(items, cfg, generator)
     abilities, records = summarize(items, replies)
     result = {
         "predictions": str(predictions),
@@ -374,7 +215,7 @@ def judge_predictions(predictions: str | Path, cfg: JudgeConfig, generator: Any 
         "rubric_sha": sha,
         "limit": cfg.limit,
         "questions": len(rows),
-        "questions_not_judged": not_judged,
+        "questions_not_judged": sum(not its for its in per_row),
         "malformed_lines": skipped_lines,
         "abilities": abilities,
         "items": records,
@@ -406,6 +247,23 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 # -------------------------------------------------------------------------------------------- CLI
 
 
+# the judge's options: (flag, JudgeConfig field or None for no default, type, metavar, help)
+_OPTIONS: tuple[tuple[str, str | None, type, str, str], ...] = (
+    ("limit", None, int, "N", "judge the first N questions of each predictions file"),
+    ("concurrency", "concurrency", int, "N", "parallel requests (default %(default)s)"),
+    ("max-retries", "max_retries", int, "N", "retries per request on 429/5xx/timeouts (default %(default)s)"),
+    ("timeout", "timeout_s", float, "S", "seconds per request (default %(default)s)"),
+    ("max-new-tokens", "max_new_tokens", int, "N", "reply length limit (default %(default)s)"),
+    (
+        "passage-chars",
+        "passage_chars",
+        int,
+        "N",
+        "characters of each passage shown to the judge; 0 = titles only (default %(default)s)",
+    ),
+)
+
+
 def add_judge_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The judge's options; `prefix="judge-"` for the report's `--judge-…` spelling."""
     d = JudgeConfig(base_url="")
@@ -421,48 +279,9 @@ def add_judge_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
         metavar="NAME",
         help="environment variable holding the API key (default %(default)s; unset = 'EMPTY', fine for a local vLLM)",
     )
-    p.add_argument(
-        f"--{prefix}limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="judge the first N questions of each predictions file",
-    )
-    p.add_argument(
-        f"--{prefix}concurrency",
-        type=int,
-        default=d.concurrency,
-        metavar="N",
-        help="parallel requests (default %(default)s)",
-    )
-    p.add_argument(
-        f"--{prefix}max-retries",
-        type=int,
-        default=d.max_retries,
-        metavar="N",
-        help="retries per request on 429/5xx/timeouts (default %(default)s)",
-    )
-    p.add_argument(
-        f"--{prefix}timeout",
-        type=float,
-        default=d.timeout_s,
-        metavar="S",
-        help="seconds per request (default %(default)s)",
-    )
-    p.add_argument(
-        f"--{prefix}max-new-tokens",
-        type=int,
-        default=d.max_new_tokens,
-        metavar="N",
-        help="reply length limit (default %(default)s)",
-    )
-    p.add_argument(
-        f"--{prefix}passage-chars",
-        type=int,
-        default=d.passage_chars,
-        metavar="N",
-        help="characters of each passage shown to the judge; 0 = titles only (default %(default)s)",
-    )
+    for flag, attr, kind, metavar, text in _OPTIONS:
+        default = None if attr is None else getattr(d, attr)
+        p.add_argument(f"--{prefix}{flag}", type=kind, default=default, metavar=metavar, help=text)
     p.add_argument(
         f"--{prefix}rubric",
         default=None,

@@ -25,18 +25,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from steper.report.collect import RunRecord
-from steper.report.tables import (
+from steper.constants import STEP_TASKS
+from steper.report.records import RunRecord
+from steper.report.rows import (
     baseline_model,
     dataset_label,
     dataset_order,
     model_size,
-    scaling_weighting,
     student_label,
     vanilla_qualified,
 )
+from steper.report.tables import scaling_weighting
 
-TASKS = ("first", "mid", "final")
 TASK_COLORS = {"first": "#1f77b4", "mid": "#ff7f0e", "final": "#2ca02c"}
 DPI = 150
 STYLE = {
@@ -123,6 +123,19 @@ def _run_title(r: RunRecord) -> str:
 # -------------------------------------------------------------------------------------------- σ_j
 
 
+def _task_panel(
+    ax, lines: dict[str, tuple[list[float], list[float]]], label: str, ylabel: str, title: str
+) -> None:
+    """One line per step task over training steps (`label` formats the task name)."""
+    for t, (xs, ys) in lines.items():
+        if xs:
+            ax.plot(xs, ys, label=label.format(t), color=TASK_COLORS[t], linewidth=1.8)
+    _step_axis(ax)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="best")
+
+
 @_styled
 def plot_sigma(runs: Iterable[RunRecord], out: Path) -> Result:
     """One figure per run that logged `sigma/*`: σ_j and the effective weights over steps."""
@@ -132,30 +145,20 @@ def plot_sigma(runs: Iterable[RunRecord], out: Path) -> Result:
     for r in runs:
         if not r.history:
             continue
-        sig = {t: series(r.history, f"sigma/{t}") for t in TASKS}
+        sig = {t: series(r.history, f"sigma/{t}") for t in STEP_TASKS}
         if not any(xs for xs, _ in sig.values()):
             without += 1
             continue
-        wts = {t: series(r.history, f"weight/{t}") for t in TASKS}
+        wts = {t: series(r.history, f"weight/{t}") for t in STEP_TASKS}
         has_w = any(xs for xs, _ in wts.values())
         fig, axes = _figure(1, 2 if has_w else 1, 6.0, 4.2)
-        ax = axes[0][0]
-        for t, (xs, ys) in sig.items():
-            if xs:
-                ax.plot(xs, ys, label=rf"$\sigma$ {t}", color=TASK_COLORS[t], linewidth=1.8)
-        _step_axis(ax)
-        ax.set_ylabel(r"$\sigma_j$ (learned task uncertainty)")
-        ax.set_title(r"$\sigma_j$ per task")
-        ax.legend(loc="best")
+        _task_panel(
+            axes[0][0], sig, r"$\sigma$ {}", r"$\sigma_j$ (learned task uncertainty)", r"$\sigma_j$ per task"
+        )
         if has_w:
-            ax = axes[0][1]
-            for t, (xs, ys) in wts.items():
-                if xs:
-                    ax.plot(xs, ys, label=f"weight {t}", color=TASK_COLORS[t], linewidth=1.8)
-            _step_axis(ax)
-            ax.set_ylabel(r"effective weight $1/(2\sigma_j^2)$")
-            ax.set_title("effective task weights")
-            ax.legend(loc="best")
+            _task_panel(
+                axes[0][1], wts, "weight {}", r"effective weight $1/(2\sigma_j^2)$", "effective task weights"
+            )
         fig.suptitle(_run_title(r), fontsize=12)
         name = slug(f"{r.model}-{r.method}-{r.weighting}-{r.dataset}-seed{r.seed}")
         files.append(_save(fig, _unique(out / f"sigma_{name}.png", used)))
@@ -176,13 +179,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-@_styled
-def plot_scaling(runs: list[RunRecord], out: Path) -> Result:
-    """Figure 4: Acc against student size (log x), StepER vs Vanilla-KD, teacher dashed."""
+Points = dict[str, dict[str, dict[float, list[float]]]]  # dataset -> method -> size -> Acc per seed
+_SCALING_STYLES = {"steper": ("StepER", "#d62728", "o"), "vanilla": ("Vanilla-KD", "#1f77b4", "s")}
+
+
+def _scaling_points(runs: list[RunRecord]) -> tuple[Points, dict[str, dict[str, list[float]]]]:
+    """The students' Acc by dataset, method and size, and the teachers' Acc by dataset and model."""
     choice, _ = scaling_weighting(runs)
-    points: dict[str, dict[str, dict[float, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
+    points: Points = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     teachers: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         if not r.ok or not r.dataset or "acc" not in r.metrics:
@@ -198,6 +202,54 @@ def plot_scaling(runs: list[RunRecord], out: Path) -> Result:
                 points[r.dataset][r.method][size].append(r.metrics["acc"])
         elif r.role == "baseline" and r.teacher and multistep:
             teachers[r.dataset][baseline_model(r)].append(r.metrics["acc"])
+    return points, teachers
+
+
+def _scaling_panel(ax, title: str, by_method: dict[str, dict[float, list[float]]], teachers: dict) -> None:
+    all_sizes: set[float] = set()
+    for method in ("vanilla", "steper"):
+        by_size = by_method.get(method)
+        if not by_size:
+            continue
+        xs = sorted(by_size)
+        stats = [_mean_std(by_size[x]) for x in xs]
+        label, color, marker = _SCALING_STYLES[method]
+        ax.errorbar(
+            xs,
+            [m for m, _ in stats],
+            yerr=[s for _, s in stats],
+            label=label,
+            color=color,
+            marker=marker,
+            linewidth=2,
+            markersize=7,
+            capsize=4,
+        )
+        all_sizes.update(xs)
+    for name, vals in sorted(teachers.items()):
+        size = model_size(name)
+        ax.axhline(
+            statistics.fmean(vals),
+            linestyle="--",
+            color="#555555",
+            linewidth=1.5,
+            label=f"Teacher {name}" + (f" ({size:g}B)" if size and f"{size:g}b" not in name.lower() else ""),
+        )
+    ax.set_xscale("log")
+    ticks = sorted(all_sizes)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}B" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("student size (billion parameters, log scale)")
+    ax.set_ylabel("Acc (%)")
+    ax.set_title(title)
+    ax.legend(loc="best")
+
+
+@_styled
+def plot_scaling(runs: list[RunRecord], out: Path) -> Result:
+    """Figure 4: Acc against student size (log x), StepER vs Vanilla-KD, teacher dashed."""
+    points, teachers = _scaling_points(runs)
     datasets = [
         d
         for d in dataset_order(points)
@@ -212,47 +264,8 @@ def plot_scaling(runs: list[RunRecord], out: Path) -> Result:
         )
         return [], [f"scaling plot: {why}"]
     fig, axes = _figure(1, len(datasets), 5.6, 4.4)
-    styles = {"steper": ("StepER", "#d62728", "o"), "vanilla": ("Vanilla-KD", "#1f77b4", "s")}
     for ax, d in zip(axes[0], datasets):
-        all_sizes: set[float] = set()
-        for method in ("vanilla", "steper"):
-            by_size = points[d].get(method)
-            if not by_size:
-                continue
-            xs = sorted(by_size)
-            stats = [_mean_std(by_size[x]) for x in xs]
-            label, color, marker = styles[method]
-            ax.errorbar(
-                xs,
-                [m for m, _ in stats],
-                yerr=[s for _, s in stats],
-                label=label,
-                color=color,
-                marker=marker,
-                linewidth=2,
-                markersize=7,
-                capsize=4,
-            )
-            all_sizes.update(xs)
-        for name, vals in sorted(teachers.get(d, {}).items()):
-            size = model_size(name)
-            ax.axhline(
-                statistics.fmean(vals),
-                linestyle="--",
-                color="#555555",
-                linewidth=1.5,
-                label=f"Teacher {name}"
-                + (f" ({size:g}B)" if size and f"{size:g}b" not in name.lower() else ""),
-            )
-        ax.set_xscale("log")
-        ticks = sorted(all_sizes)
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:g}B" for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("student size (billion parameters, log scale)")
-        ax.set_ylabel("Acc (%)")
-        ax.set_title(f"{dataset_label(d)}: accuracy vs student size")
-        ax.legend(loc="best")
+        _scaling_panel(ax, f"{dataset_label(d)}: accuracy vs student size", points[d], teachers.get(d, {}))
     return [_save(fig, out / "scaling.png")], []
 
 
@@ -355,7 +368,7 @@ def plot_val_loss(runs: list[RunRecord], out: Path) -> Result:
     """Per dataset: validation loss of each task over steps, one panel per task, one line per run."""
     by_ds: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
-        if r.history and any(series(r.history, f"val/loss_{t}")[0] for t in TASKS):
+        if r.history and any(series(r.history, f"val/loss_{t}")[0] for t in STEP_TASKS):
             by_ds[r.dataset or "unknown"].append(r)
     if not by_ds:
         return [], ["validation-loss plot: no run has val/loss_first|mid|final in a metrics.csv"]
@@ -365,7 +378,7 @@ def plot_val_loss(runs: list[RunRecord], out: Path) -> Result:
         rs = sorted(by_ds[d], key=lambda r: (r.model or "", r.method or "", r.weighting or "", str(r.seed)))
         chunks = [rs[i : i + MAX_RUNS_PER_FIGURE] for i in range(0, len(rs), MAX_RUNS_PER_FIGURE)]
         for k, chunk in enumerate(chunks):
-            tasks = [t for t in TASKS if any(series(r.history, f"val/loss_{t}")[0] for r in chunk)]
+            tasks = [t for t in STEP_TASKS if any(series(r.history, f"val/loss_{t}")[0] for r in chunk)]
             fig, axes = _figure(1, len(tasks), 4.8, 4.0)
             for ax, t in zip(axes[0], tasks):
                 for i, r in enumerate(chunk):

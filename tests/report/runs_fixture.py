@@ -1,24 +1,32 @@
-"""Synthetic run folders in the layout train.py / evaluate.py write (see steper/report/collect.py)."""
+"""Synthetic job folders with run cards (`steper.runcard`), as train.py / evaluate.py write them."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-def _write_config(run_dir: Path, cfg: dict[str, Any]) -> None:
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+from steper.runcard import RunCard, write_card
 
 
-def _touch_later(path: Path, t: float | None) -> None:
-    if t is not None:
-        os.utime(path, (t, t))
+def _card(run_dir: Path, card: RunCard, finished: float | None) -> Path:
+    if card.status != "running":
+        card.finished = time.time() if finished is None else finished
+    return write_card(run_dir, card)
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    cols = sorted({k for row in history for k in row}, key=lambda c: (c != "step", c != "epoch", c))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for row in history:
+            w.writerow({k: row.get(k, "") for k in cols})
 
 
 def train_run(
@@ -38,40 +46,45 @@ def train_run(
     predictions: list[dict[str, Any]] | None = None,
     mtime: float | None = None,
     overrides: list[str] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> Path:
-    """A train.py job folder; `finished=False` leaves out metrics.json (a failed job)."""
-    cfg = {
-        "task_name": "train",
+    """A train.py job folder; `finished=False` makes a failed job (status failed, no metrics).
+    The card's metrics: `metrics` as given, else `eval_metrics` (the end-of-training evaluation),
+    else em/f1/acc; `mtime`: when the job finished."""
+    config = {
         "seed": seed,
         "dataset": {"name": dataset, "format": dataset},
         "model": {"name": model, "lr": 5e-6},
         "method": {"name": method},
         "weighting": {"name": weighting},
     }
-    _write_config(run_dir, cfg)
-    if overrides is not None:
-        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides), encoding="utf-8")
+    card = RunCard(
+        job="train",
+        choices={"dataset": dataset, "model": model, "method": method, "weighting": weighting},
+        overrides=list(overrides or []),
+        config=config,
+        data={"dataset": dataset, "stepwise_dir": "data/stepwise", "eval_split": "dev"},
+        model={"name": model, "name_or_path": model, "method": method, "weighting": weighting, "seed": seed},
+        where={
+            "metrics": "metrics.json",
+            "checkpoints": "checkpoints",
+            "student": "student",
+            "predictions": "eval/predictions.jsonl",
+        },
+    )
     if finished:
-        m: dict[str, Any] = {"val/loss_mean": 1.0, "global_step": 10}
-        for k, v in (("em", em), ("f1", f1), ("acc", acc)):
-            if v is not None:
-                m[f"test/{k}"] = v
-        (run_dir / "metrics.json").write_text(json.dumps(m), encoding="utf-8")
-        _touch_later(run_dir / "metrics.json", mtime)
+        card.status = "done"
+        answer = {k: v for k, v in (("em", em), ("f1", f1), ("acc", acc)) if v is not None}
+        card.metrics = dict(metrics if metrics is not None else eval_metrics or answer)
+        card.metrics["training"] = {"val/loss_mean": 1.0, "global_step": 10}
+    else:
+        card.status, card.error = "failed", "RuntimeError: CUDA out of memory"
     if history:
-        cols = sorted({k for row in history for k in row}, key=lambda c: (c != "step", c != "epoch", c))
-        (run_dir / "csv").mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "csv" / "metrics.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            for row in history:
-                w.writerow({k: row.get(k, "") for k in cols})
-    if eval_metrics is not None:
-        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-        (run_dir / "eval" / "metrics.json").write_text(json.dumps(eval_metrics), encoding="utf-8")
+        _write_history(run_dir / "csv" / "metrics.csv", history)
+        card.where["history"] = "csv/metrics.csv"
     if predictions is not None:
-        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
         write_predictions(run_dir / "eval" / "predictions.jsonl", predictions)
+    _card(run_dir, card, mtime)
     return run_dir
 
 
@@ -83,23 +96,32 @@ def eval_run(
     mode: str = "multistep",
     metrics: dict[str, Any] | None = None,
     predictions: list[dict[str, Any]] | None = None,
-    run_json: dict[str, Any] | None = None,
+    mtime: float | None = None,
 ) -> Path:
-    """An evaluate.py job folder (metrics=None: a failed one)."""
-    cfg = {
-        "task_name": "evaluate",
-        "dataset": {"name": dataset},
-        "mode": mode,
-        "target": target or {"name": "openai", "model": "qwen72b", "label": "teacher"},
-    }
-    _write_config(run_dir, cfg)
+    """An evaluate.py job folder (metrics=None: a failed one). `target` is the card's `model`:
+    target (the backend), name, label; a student adds method, weighting, seed."""
+    model = target or {"target": "openai", "name": "qwen72b", "label": "teacher"}
+    card = RunCard(
+        job="evaluate",
+        choices={"dataset": dataset, "target": str(model.get("target"))},
+        config={"dataset": {"name": dataset}, "mode": mode, "target": {"name": model.get("target")}},
+        data={"dataset": dataset, "split": "dev", "questions": 500, "framework": "ircot", "mode": mode},
+        model=dict(model),
+        where={"metrics": "metrics.json", "predictions": "predictions.jsonl"},
+    )
     if metrics is not None:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+        card.status, card.metrics = "done", dict(metrics)
+    else:
+        card.status, card.error = "failed", "SteperError: cannot reach http://127.0.0.1:8000/v1"
     if predictions is not None:
         write_predictions(run_dir / "predictions.jsonl", predictions)
-    if run_json is not None:
-        (run_dir / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
+    _card(run_dir, card, mtime)
     return run_dir
+
+
+def generate_data_run(run_dir: Path, dataset: str = "toy") -> Path:
+    card = RunCard(job="generate_data", status="done", data={"dataset": dataset, "split": "train"})
+    return _card(run_dir, card, None).parent
 
 
 def eval_metrics(
@@ -127,6 +149,7 @@ def multirun_yaml(folder: Path, params: dict[str, str], task: list[str] | None =
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")

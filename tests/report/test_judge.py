@@ -166,7 +166,7 @@ def _eval_with_predictions(tmp_path):
     run = eval_run(
         tmp_path / "runs" / "student_eval",
         metrics=eval_metrics(50, 60, 61, latency=2.0),
-        target={"name": "openai", "model": "qwen7b-steper", "label": "StepER-7B"},
+        target={"target": "openai", "name": "qwen7b-steper", "label": "StepER-7B"},
     )
     _predictions(run / "predictions.jsonl")
     return run

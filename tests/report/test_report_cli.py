@@ -75,7 +75,7 @@ def test_report_writes_everything(sweep, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(sweep / "multiruns"), str(sweep / "teacher"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Table 1" in printed and "Scaling" in printed and "scaling/5: no metrics.json" in printed
+    assert "Table 1" in printed and "Scaling" in printed and "scaling/5/run.json: the job failed" in printed
     for name in (
         "report.md",
         "table1.csv",
@@ -97,7 +97,7 @@ def test_report_writes_everything(sweep, tmp_path, capsys):
     assert "| qwen3b | 3 | 48.00 | — |  |" in report  # the failed vanilla job: a gap
     assert "| Teacher (multistep) | qwen72b | 40.00 | 52.00 | 47.00 |" in report
     assert "![scaling](scaling.png)" in report
-    assert "scaling/5: no metrics.json (failed or unfinished?)" in report
+    assert "scaling/5/run.json: the job failed (RuntimeError: CUDA out of memory)" in report
     assert "## Reasoning-ability judge" in report and "Not judged" in report
     scaling_csv = (out / "scaling.csv").read_text().splitlines()
     assert (
@@ -143,7 +143,7 @@ def test_no_runs_is_one_clear_line_exit_2(tmp_path):
     assert len(lines) == 1 and "Traceback" not in p.stderr
     assert (
         lines[0].startswith("error: no runs found under ")
-        and "pass run folders (with .hydra/) or multirun folders" in lines[0]
+        and "pass job folders (with a run.json card) or multirun folders" in lines[0]
     )
     assert not (tmp_path / "rep").exists()
     p = _run_cli("--help", cwd=tmp_path)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import os
 import time
 
 import pytest
@@ -12,13 +10,13 @@ import pytest
 from steper.errors import SteperError
 from steper.report.collect import collect_runs, mark_teachers
 from steper.report.tables import build_tables, model_size, resolve_duplicates
-from tests.report.runs_fixture import eval_metrics, eval_run, multirun_yaml, train_run
+from tests.report.runs_fixture import eval_metrics, eval_run, generate_data_run, multirun_yaml, train_run
 
 # Acc per weighting and seed; mean ± sample std by hand:
 #   uniform  57, 58, 59      mean 58.00, std sqrt((1+0+1)/2) = 1.00
 #   adaptive 60.5, 61, 61.5  mean 61.00, std sqrt((.25+0+.25)/2) = 0.50
 #   first    56, 57.5, 59    mean 57.50, std sqrt((2.25+0+2.25)/2) = 1.50
-#   last     58 (seed 0; job 6), seed 1 failed (job 7, no metrics.json), seed 2: job folder 8 missing
+#   last     58 (seed 0; job 6), seed 1 failed (job 7, its card says failed), seed 2: job folder 8 missing
 ACC = {"uniform": [57.0, 58.0, 59.0], "first": [56.0, 57.5, 59.0], "adaptive": [60.5, 61.0, 61.5]}
 
 
@@ -76,7 +74,9 @@ def test_table2_mean_std_over_three_seeds(table2_sweep):
         "StepER (last) · llama8b · HotpotQA: 1 of 2 seeds finished" in n and "table2/7 (failed)" in n
         for n in tables["table2"].notes
     )
-    assert any(p.endswith("table2/7: no metrics.json (failed or unfinished?)") for p in problems)
+    assert any(
+        p.endswith("table2/7/run.json: the job failed (RuntimeError: CUDA out of memory)") for p in problems
+    )
     assert any(
         p.endswith("table2/8: no job folder (the job never started, or was removed)") for p in problems
     )
@@ -92,7 +92,9 @@ def test_table1_exact_cells_and_gap_for_failed_job(tmp_path):
     eval_run(tmp_path / "teacher", metrics=eval_metrics(50.0, 60.0, 65.5, latency=20.0))
     runs, problems = collect_runs([mr, tmp_path / "teacher"])
     assert len(runs) == 5
-    assert any(p.endswith("mr/3: no metrics.json (failed or unfinished?)") for p in problems)
+    assert any(
+        p.endswith("mr/3/run.json: the job failed (RuntimeError: CUDA out of memory)") for p in problems
+    )
     t1 = build_tables(runs)[0]["table1"]
     md = t1.to_markdown()
     header = md.splitlines()[2]
@@ -134,12 +136,12 @@ def test_same_cell_same_seed_twice_later_wins(tmp_path):
     assert len(warnings) == 1
     assert str(a.name) in warnings[0] and str(b.name) in warnings[0] and "seed 1" in warnings[0]
     assert warnings[0].rstrip().endswith("(later)")
-    # the other way round: the touched-later folder wins whatever its name
-    os.utime(a / "metrics.json", (now + 50, now + 50))
+    # the other way round: the folder that finished later wins whatever its name
+    train_run(a, seed=1, acc=40.0, mtime=now + 50)
     kept, _ = resolve_duplicates(collect_runs([tmp_path])[0])
     assert kept[0].metrics["acc"] == 40.0
     # and a finished run beats a failed one that claims the same cell
-    (a / "metrics.json").unlink()
+    train_run(a, seed=1, finished=False, mtime=now + 60)
     kept, warnings = resolve_duplicates(collect_runs([tmp_path])[0])
     assert kept[0].metrics["acc"] == 44.0 and "(finished)" in warnings[0]
 
@@ -152,7 +154,7 @@ def test_scaling_table_orders_sizes_and_adds_teacher(tmp_path):
         train_run(tmp_path / f"v{i}", model=model, method="vanilla", acc=v)
     eval_run(
         tmp_path / "t",
-        target={"name": "openai", "model": "Qwen/Qwen2.5-72B-Instruct"},
+        target={"target": "openai", "name": "Qwen/Qwen2.5-72B-Instruct"},
         metrics=eval_metrics(40, 50, 47.0),
     )
     runs, _ = collect_runs([tmp_path])
@@ -197,7 +199,7 @@ def test_wandb_csv_export(tmp_path):
         w.writerow(["run-d", "finished", "musique", "llama8b", "steper", "adaptive", "0", "34.07", "", ""])
     runs, problems = collect_runs([path])
     assert len(runs) == 4
-    assert any("wandb_export.csv#run-c: W&B state 'crashed'" in p for p in problems)
+    assert any("wandb_export.csv#run-c: the job failed (W&B state 'crashed')" in p for p in problems)
     t2 = build_tables(runs)[0]["table2"].to_markdown()
     assert _row(t2, "uniform") == "| uniform | llama8b | 58.50 ± 0.14 (n=2) | — |"
     assert _row(t2, "adaptive") == "| adaptive | llama8b | — | 34.07 |"
@@ -206,16 +208,20 @@ def test_wandb_csv_export(tmp_path):
 
 
 def test_evaluate_run_of_a_trained_student(tmp_path):
-    """evaluate.py target=student: model/method/weighting from steper_export.json, seed from the train run."""
-    train = train_run(tmp_path / "train_run", model="qwen3b", method="steper", weighting="first", seed=7)
-    (train / "student").mkdir()
-    (train / "student" / "steper_export.json").write_text(
-        json.dumps({"model": "qwen3b", "method": "steper", "weighting": "first", "run_dir": str(train)})
-    )
+    """evaluate.py target=student: its card names the student's model, method, weighting and seed."""
+    student = train_run(tmp_path / "train_run", model="qwen3b", method="steper", weighting="first", seed=7)
     ev = eval_run(
         tmp_path / "ev",
         dataset="musique",
-        target={"name": "student", "path": str(train / "student"), "label": None},
+        target={
+            "target": "student",
+            "label": None,
+            "name": "qwen3b",
+            "path": str(student / "student"),
+            "method": "steper",
+            "weighting": "first",
+            "seed": 7,
+        },
         metrics=eval_metrics(20.0, 30.0, 33.0, latency=1.5),
     )
     runs, _ = collect_runs([ev])
@@ -237,16 +243,20 @@ def test_baseline_labels_and_no_runs(tmp_path):
     eval_run(
         tmp_path / "icl",
         mode="noretrieval",
-        target={"name": "hf", "model_name_or_path": "/models/Qwen2.5-7B"},
+        target={"target": "hf", "name": "/models/Qwen2.5-7B", "label": None},
         metrics=eval_metrics(1, 2, 3),
     )
-    eval_run(tmp_path / "k", target={"kind": "teacher", "name": "llama70b"}, metrics=eval_metrics(1, 2, 3))
+    eval_run(
+        tmp_path / "k",
+        target={"target": "openai", "name": "llama70b", "label": "teacher"},
+        metrics=eval_metrics(1, 2, 3),
+    )
     runs, _ = collect_runs([tmp_path])
     labels = sorted((r.label, r.model, r.teacher) for r in runs)
     assert labels == [("ICL (noretrieval)", "Qwen2.5-7B", False), ("Teacher (multistep)", "llama70b", True)]
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SteperError, match="no runs found under .*empty: pass run folders"):
+    with pytest.raises(SteperError, match="no runs found under .*empty: pass job folders"):
         collect_runs([empty])
 
 
@@ -285,13 +295,7 @@ def test_swept_hyperparameter_makes_separate_rows(tmp_path):
 
 
 def test_generate_data_runs_are_skipped(tmp_path):
-    import yaml
-
-    gen = tmp_path / "outputs" / "generate_data" / "runs" / "x"
-    (gen / ".hydra").mkdir(parents=True)
-    (gen / ".hydra" / "config.yaml").write_text(
-        yaml.safe_dump({"task_name": "generate_data", "dataset": {"name": "toy"}})
-    )
+    gen = generate_data_run(tmp_path / "outputs" / "generate_data" / "runs" / "x")
     train_run(tmp_path / "outputs" / "debug" / "runs" / "y", acc=10.0)
     runs, problems = collect_runs([tmp_path / "outputs"])
     assert len(runs) == 1 and problems == []

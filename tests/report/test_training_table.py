@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from steper.report.collect import RunRecord
-from steper.report.tables import training_table
+from steper.report.records import RunRecord
+from steper.report.run_tables import training_table
 
 
 def test_training_table_start_end_ratio():
