@@ -1,21 +1,24 @@
-"""Teacher traces → step-wise training examples (method.md §1, §4).
+"""Teacher traces → step-wise training examples, and the reader of their files (docs/method.md §1, §4).
 
 From every trace whose extracted answer is correct (`filter="em"`: normalized exact match with any
 gold alias; `"acc"`: a gold is contained in the prediction), with r_1 … r_S its sentences and P_s
 the passages accumulated up to step s (as recorded in the trace):
 
-| task    | prompt                        | prefix              | target              |
-|---------|-------------------------------|---------------------|---------------------|
-| first   | build_prompt(q, P_1)          | ""                  | r_1                 |
-| mid (s) | build_prompt(q, P_s), 1<s<S   | r_1 … r_{s-1}       | r_s                 |
-| final   | build_prompt(q, P_S)          | r_1 … r_{S-1}       | r_S ("So the answer is: a.") |
-| vanilla | build_prompt(q, P_S)          | ""                  | r_1 … r_S           |
+| task    | passages            | prefix              | target              |
+|---------|---------------------|---------------------|---------------------|
+| first   | P_1                 | ""                  | r_1                 |
+| mid (s) | P_s, 1<s<S          | r_1 … r_{s-1}       | r_s                 |
+| final   | P_S                 | r_1 … r_{S-1}       | r_S ("So the answer is: a.") |
+| vanilla | P_S                 | ""                  | r_1 … r_S           |
 
 (sentences joined by one space). A trace answered at step 1 gives a final example only (and its
-vanilla one). The student gets no demonstrations.
+vanilla one). The student gets no demonstrations (`demos` is "").
 
-Each example is `{"qid", "task", "step", "prompt", "prefix", "target"}`: the contract with the
-training DataModule.
+Each example is structured, never rendered text (`STEPWISE_FIELDS`, the contract with the training
+DataModule, which renders `build_prompt(question, passages, demos)` once, in one place):
+`{"qid": str, "task": first|mid|final|vanilla, "step": int, "question": str,
+"passages": [{"title": str, "text": str}, …], "demos": str, "prefix": str, "target": str}`.
+`read_rows` reads a file of them back, checked.
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from steper.constants import FILTERS, TASKS
 from steper.errors import SteperError
+from steper.io import iter_jsonl
 from steper.reasoning.loop import Trace
-from steper.reasoning.prompts import build_prompt
 
-TASKS = ("first", "mid", "final", "vanilla")
-FILTERS = ("em", "acc")
+# the fields of a step-wise row, in file order (generate_data.py writes them; the DataModule reads them)
+STEPWISE_FIELDS = ("qid", "task", "step", "question", "passages", "demos", "prefix", "target")
+HOW_TO_MAKE = (
+    "make it with `python generate_data.py dataset=<name>` (writes train.jsonl and validation.jsonl)"
+)
 DROP_REASONS = ("wrong_answer", "no_answer", "error", "empty")
 
 
@@ -77,15 +85,9 @@ def trace_examples(trace: Trace | dict) -> list[dict[str, Any]]:
         missing = [p for p in pids if p not in t.passages]
         if missing:
             raise SteperError(f"trace {t.qid}: step {step} names passages it does not store: {missing[:3]}")
-        prompt = build_prompt(t.question, t.paragraphs(pids))
-        return {
-            "qid": t.qid,
-            "task": task,
-            "step": step,
-            "prompt": prompt,
-            "prefix": prefix,
-            "target": target,
-        }
+        passages = [{"title": p.title, "text": p.text} for p in t.paragraphs(pids)]
+        values = (t.qid, task, step, t.question, passages, "", prefix, target)
+        return dict(zip(STEPWISE_FIELDS, values))
 
     out = []
     for i, st in enumerate(steps):
@@ -152,3 +154,89 @@ def split_by_question(
 def task_counts(examples: Iterable[dict[str, Any]]) -> dict[str, int]:
     c = Counter(e["task"] for e in examples)
     return {t: c.get(t, 0) for t in TASKS}
+
+
+# --------------------------------------------------------------------------- reading rows back
+
+OLD_LAYOUT = "written by an older steper: rerun generate_data.py into a new out_dir"
+
+
+def _string(row: dict, key: str, where: str, default: str | None = None) -> str:
+    value = row.get(key, default)
+    if not isinstance(value, str):
+        raise SteperError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _passages(row: dict, where: str) -> list[dict[str, str]]:
+    raw = row["passages"]
+    expected = 'a list of {"title": str, "text": str}'
+    if not isinstance(raw, list):
+        raise SteperError(f"{where}: field 'passages' must be {expected}, got {type(raw).__name__}")
+    out = []
+    for i, p in enumerate(raw):
+        if not (isinstance(p, dict) and isinstance(p.get("title"), str) and isinstance(p.get("text"), str)):
+            raise SteperError(f"{where}: passages[{i}] must be {{'title': str, 'text': str}}, got {p!r:.80}")
+        out.append({"title": p["title"], "text": p["text"]})
+    return out
+
+
+def check_row(row: dict, where: str) -> dict[str, Any]:
+    """One step-wise row, checked and normalised (`where` names file:line in every error)."""
+    if "prompt" in row and "question" not in row:
+        raise SteperError(
+            f"{where}: a step-wise row with a rendered 'prompt' and no 'question', {OLD_LAYOUT}"
+        )
+    for key in ("qid", "task", "question", "passages", "target"):
+        if key not in row:
+            raise SteperError(f"{where}: missing field {key!r} (expected {', '.join(STEPWISE_FIELDS)})")
+    if row["task"] not in TASKS:
+        raise SteperError(f"{where}: unknown task {row['task']!r}; expected one of {', '.join(TASKS)}")
+    step = row.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise SteperError(f"{where}: field 'step' must be an integer, got {step!r}")
+    target = _string(row, "target", where)
+    if not target.strip():
+        raise SteperError(f"{where}: empty target")
+    values = (
+        str(row["qid"]),
+        row["task"],
+        step,
+        _string(row, "question", where),
+        _passages(row, where),
+        _string(row, "demos", where, ""),
+        _string(row, "prefix", where, ""),
+        target,
+    )
+    return dict(zip(STEPWISE_FIELDS, values))
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of one step-wise JSONL file, checked; errors name file and line."""
+    if not path.is_file():
+        raise SteperError(f"step-wise data file {path} not found: {HOW_TO_MAKE}")
+    rows = [check_row(row, f"{path}:{lineno}") for lineno, row in iter_jsonl(path)]
+    if not rows:
+        raise SteperError(f"step-wise data file {path} is empty: {HOW_TO_MAKE}")
+    return rows
+
+
+def stepwise_dataset(rows: Sequence[dict[str, Any]]):
+    """Step-wise rows as a `datasets.Dataset` (the HF view of the data): passages as a list of
+    {title, text}; an empty split keeps its columns."""
+    from datasets import Dataset, Features, Value
+
+    text = Value("string")
+    features = Features(
+        {
+            "qid": text,
+            "task": text,
+            "step": Value("int64"),
+            "question": text,
+            "passages": [{"title": text, "text": text}],
+            "demos": text,
+            "prefix": text,
+            "target": text,
+        }
+    )
+    return Dataset.from_dict({k: [r[k] for r in rows] for k in STEPWISE_FIELDS}, features=features)

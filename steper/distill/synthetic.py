@@ -1,4 +1,4 @@
-"""A synthetic step-wise set in generate_data's row format, with no teacher and no retrieval.
+"""A synthetic step-wise set in generate_data's row format (`STEPWISE_FIELDS`), with no teacher and no retrieval.
 
 3-step chains (film → director → birth city): a `first`, a `mid` and a `final` example per
 question, plus the `vanilla` view when asked. Passages carry 0..N filler words so lengths vary.
@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from steper.data.schema import Paragraph
-from steper.reasoning.prompts import build_prompt
+from steper.distill.stepwise import STEPWISE_FIELDS
 
 FIRST = ["Arlo", "Bren", "Cato", "Dara", "Elin", "Faro", "Gwen", "Hale", "Ivo", "Juno", "Kai", "Lumi"]
 LAST = ["Marsh", "North", "Oak", "Pike", "Quill", "Reed", "Stone", "Thorn", "Vale", "Wren"]
@@ -26,7 +25,7 @@ def synthetic_stepwise_rows(
     filler: tuple[int, int] = (0, 12),
     tasks: Sequence[str] = ("first", "mid", "final", "vanilla"),
 ) -> list[dict]:
-    """Rows `{"qid", "task", "step", "prompt", "prefix", "target"}` for `n_questions` questions."""
+    """Step-wise rows (`STEPWISE_FIELDS`) for `n_questions` questions."""
     rng = random.Random(seed)
     rows = []
     for i in range(n_questions):
@@ -36,31 +35,22 @@ def synthetic_stepwise_rows(
         def pad() -> str:
             return " ".join(rng.choice(FILLER) for _ in range(rng.randint(*filler)))
 
-        p1 = Paragraph(film, f"{film} is a film directed by {director}. {pad()}".strip())
-        p2 = Paragraph(director, f"{director} is a director born in {city}. {pad()}".strip())
+        p1 = {"title": film, "text": f"{film} is a film directed by {director}. {pad()}".strip()}
+        p2 = {"title": director, "text": f"{director} is a director born in {city}. {pad()}".strip()}
         q = f"Where was the director of {film} born?"
         chain = [
             f"{film} was directed by {director}.",
             f"{director} was born in {city}.",
             f"So the answer is: {city}.",
         ]
-        both = build_prompt(q, [p1, p2])
         by_task = {
-            "first": (build_prompt(q, [p1]), "", chain[0]),
-            "mid": (both, chain[0], chain[1]),
-            "final": (both, " ".join(chain[:2]), chain[2]),
-            "vanilla": (both, "", " ".join(chain)),
+            "first": ([p1], "", chain[0]),
+            "mid": ([p1, p2], chain[0], chain[1]),
+            "final": ([p1, p2], " ".join(chain[:2]), chain[2]),
+            "vanilla": ([p1, p2], "", " ".join(chain)),
         }
         for task in tasks:
-            prompt, prefix, target = by_task[task]
-            rows.append(
-                {
-                    "qid": f"q{i}",
-                    "task": task,
-                    "step": STEP[task],
-                    "prompt": prompt,
-                    "prefix": prefix,
-                    "target": target,
-                }
-            )
+            passages, prefix, target = by_task[task]
+            values = (f"q{i}", task, STEP[task], q, [dict(p) for p in passages], "", prefix, target)
+            rows.append(dict(zip(STEPWISE_FIELDS, values)))
     return rows

@@ -1,4 +1,5 @@
-"""The step-wise DataModule: loss masking, truncation in the passages, length grouping, DDP shares."""
+"""The step-wise DataModule: structured rows, loss masking, truncation in the passages, length
+grouping, DDP shares, and one clear error for each bad setting."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import numpy as np
 import pytest
 
 from steper.data.schema import Paragraph
-from steper.distill.datamodule import StepwiseDataModule, StepwiseSampler, parse_prompt, real_token_share
+from steper.distill.datamodule import StepwiseDataModule, StepwiseSampler, real_token_share
+from steper.distill.encoding import row_prompt
+from steper.distill.stepwise import trace_examples
 from steper.distill.synthetic import synthetic_stepwise_rows
 from steper.distill.tiny import train_tokenizer
 from steper.errors import SteperError
 from steper.io import write_jsonl
+from steper.reasoning.loop import Trace, TraceStep
 from steper.reasoning.prompts import build_prompt, continuation, render
 
 
@@ -60,7 +64,7 @@ def test_labels_cover_exactly_the_target_and_eos(data_dir, tokenizer):
     for i in (0, 1, 2, 5):
         r = rows[i]
         inp, tgt = labelled_text(tokenizer, ds.ids[i], ds.n_input[i])
-        assert inp == render(r["prompt"], r["prefix"])
+        assert inp == render(row_prompt(r), r["prefix"])
         assert tgt == continuation(r["target"], r["prefix"]) + ending(r, tokenizer)
     # The collated labels are -100 exactly outside the target tokens.
     batch = dm.collator()([ds[i] for i in range(4)])
@@ -94,7 +98,7 @@ def test_loss_on_prefix_trains_the_prefix_too(data_dir, tokenizer):
     dm = make_dm(data_dir, tokenizer, loss_on_prefix=True)
     r, ds = dm.rows("train")[2], dm.datasets["train"]  # a final-step row with a two-sentence prefix
     inp, tgt = labelled_text(tokenizer, ds.ids[2], ds.n_input[2])
-    assert inp == render(r["prompt"], "")
+    assert inp == render(row_prompt(r), "")
     assert tgt == continuation(f"{r['prefix']} {r['target']}", "") + tokenizer.eos_token
 
 
@@ -105,7 +109,7 @@ def test_chat_template_input_is_the_loop_input(data_dir, tokenizer):
     assert dm.use_chat
     for i, r in enumerate(dm.rows("train")):
         inp, tgt = labelled_text(tok, dm.datasets["train"].ids[i], dm.datasets["train"].n_input[i])
-        assert inp == render(r["prompt"], r["prefix"], tok, chat=True)
+        assert inp == render(row_prompt(r), r["prefix"], tok, chat=True)
         assert tgt == continuation(r["target"], r["prefix"], chat=True) + ending(r, tok)
     assert not make_dm(data_dir, tok, chat=False, limit_train=1, limit_val=1).use_chat
 
@@ -138,13 +142,15 @@ def test_truncation_cuts_passages_keeps_question_and_target(tmp_path, tokenizer)
         "qid": "x",
         "task": "mid",
         "step": 2,
-        "prompt": build_prompt(question, long_p),
+        "question": question,
+        "passages": [{"title": p.title, "text": p.text} for p in long_p],
+        "demos": "",
         "prefix": "Cato Reed Story was directed by Ivo Oak.",
         "target": "Ivo Oak was born in Brill.",
     }
     write_jsonl(tmp_path / "train.jsonl", [row])
     write_jsonl(tmp_path / "validation.jsonl", [row])
-    full = len(tokenizer(render(row["prompt"], row["prefix"]))["input_ids"])
+    full = len(tokenizer(render(build_prompt(question, long_p), row["prefix"]))["input_ids"])
     dm = make_dm(tmp_path, tokenizer, max_length=full // 2)
     ds = dm.datasets["train"]
     assert len(ds.ids[0]) <= full // 2 and dm.truncated["train"] == 1 and dm.dropped["train"] == 0
@@ -160,17 +166,62 @@ def test_truncation_cuts_passages_keeps_question_and_target(tmp_path, tokenizer)
         make_dm(tmp_path, tokenizer, max_length=8)
 
 
-def test_parse_prompt_round_trips():
-    ps = [Paragraph("A", "a text"), Paragraph("B", ""), Paragraph("C", "line one\n\nline two")]
-    prompt = build_prompt("Who?", ps, demos="Wikipedia Title: D\nd\n\nQ: demo?\nA: So the answer is: d.")
-    question, passages, demos = parse_prompt(prompt)
-    assert (
-        question == "Who?"
-        and [p.title for p in passages] == ["A", "B", "C"]
-        and demos.endswith("answer is: d.")
+def old_way_ids(tok, question: str, paragraphs, prefix: str, target: str, answer: bool) -> list[int]:
+    """The token ids of an example as steper made them from a rendered `prompt` row."""
+    prompt = build_prompt(question, paragraphs)
+    ids = (
+        tok(render(prompt, prefix))["input_ids"]
+        + tok(continuation(target, prefix), add_special_tokens=False)["input_ids"]
     )
-    assert passages[2].text == "line one\n\nline two"
-    assert parse_prompt("free text with no question block") is None
+    return ids + [tok.eos_token_id] * answer
+
+
+def test_structured_rows_give_the_token_ids_of_rendered_prompts(tmp_path, tokenizer):
+    texts = {f"p{i}": {"title": f"Page {i}", "text": f"Page {i} says fact {i}. " * 3} for i in range(1, 5)}
+    sentences = ["Fact 1 holds.", "Fact 2 holds.", "So the answer is: Brill."]
+    steps = []
+    for s, r in enumerate(sentences, start=1):
+        acc = [f"p{j}" for j in range(1, s + 1)]
+        prefix = " ".join(sentences[: s - 1])
+        steps.append(
+            TraceStep(
+                step=s,
+                query="x",
+                retrieved=[f"p{s}"],
+                retrieved_titles=[f"Page {s}"],
+                accumulated=acc,
+                prefix=prefix,
+                generation=r,
+                sentence=r,
+            )
+        )
+    trace = Trace(
+        qid="t",
+        question="Where?",
+        golds=["Brill"],
+        steps=steps,
+        answer="Brill",
+        finish="answer",
+        passages=texts,
+    )
+    rows = trace_examples(trace)
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "validation.jsonl", rows)
+    for method in ("steper", "vanilla"):
+        dm = make_dm(tmp_path, tokenizer, method=method)
+        kept = [r for r in rows if (r["task"] == "vanilla") == (method == "vanilla")]
+        for r, ids in zip(kept, dm.datasets["train"].ids, strict=True):
+            step = trace.steps[r["step"] - 1]
+            paragraphs = trace.paragraphs(step.accumulated)  # what generate_data rendered into `prompt`
+            want = old_way_ids(
+                tokenizer,
+                trace.question,
+                paragraphs,
+                r["prefix"],
+                r["target"],
+                r["task"] in ("final", "vanilla"),
+            )
+            assert ids.tolist() == want
 
 
 def test_errors_name_the_path(tmp_path, tokenizer):
@@ -185,6 +236,12 @@ def test_errors_name_the_path(tmp_path, tokenizer):
         StepwiseDataModule(str(tmp_path)).task_counts()
     (tmp_path / "train.jsonl").write_text(json.dumps(stepwise_rows(1)[0]) + "\n")
     with pytest.raises(SteperError, match=r"validation\.jsonl is empty.*generate_data"):
+        StepwiseDataModule(str(tmp_path)).task_counts()
+    old = {"qid": "q", "task": "mid", "step": 2, "prompt": "Q: ...", "prefix": "r1.", "target": "r2."}
+    write_jsonl(tmp_path / "validation.jsonl", [old])
+    with pytest.raises(
+        SteperError, match=r"validation\.jsonl:1: .*older steper: rerun generate_data\.py into a new out_dir"
+    ):
         StepwiseDataModule(str(tmp_path)).task_counts()
     write_jsonl(tmp_path / "validation.jsonl", stepwise_rows(1))
     with pytest.raises(SteperError, match="set_tokenizer"):
@@ -241,3 +298,42 @@ def test_ddp_shares_are_disjoint_and_even(n):
     for step, global_batch in enumerate(shares[0].global_batches()):
         parts = [s.rank_batches()[step].tolist() for s in shares]
         assert sorted(sum(parts, [])) == sorted(global_batch.tolist())
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            {"batch_size": 0},
+            "stepwise.batch_size must be at least 1, got 0 (the training examples per batch on each "
+            "device): set e.g. stepwise.batch_size=8",
+        ),
+        ({"batch_size": "many"}, "stepwise.batch_size must be an integer of at least 1, got 'many'"),
+        ({"batch_size": True}, "stepwise.batch_size must be an integer of at least 1, got True"),
+        ({"eval_batch_size": 0}, "stepwise.eval_batch_size must be at least 1 or null, got 0"),
+        ({"max_length": 1}, "stepwise.max_length must be at least 2, got 1"),
+        ({"num_workers": -1}, "stepwise.num_workers must be at least 0, got -1"),
+        ({"limit_train": -5}, "stepwise.limit_train must be at least 0 or null, got -5"),
+        ({"limit_val": 2.5}, "stepwise.limit_val must be an integer of at least 0 or null, got 2.5"),
+        ({"megabatch": 0}, "stepwise.megabatch must be at least 1, got 0"),
+        ({"pad_to_multiple_of": 0}, "stepwise.pad_to_multiple_of must be at least 1 or null, got 0"),
+        ({"chat": "yes"}, "stepwise.chat must be one of auto, true, false, got 'yes'"),
+        ({"chat": 1}, "stepwise.chat must be one of auto, true, false, got 1"),
+        ({"eos_after": "never"}, "stepwise.eos_after must be one of final, every, got 'never'"),
+        ({"method": "distill"}, "stepwise.method must be one of steper, vanilla, got 'distill'"),
+    ],
+)
+def test_bad_settings_name_the_key_and_the_fix(tmp_path, setting, message):
+    with pytest.raises(SteperError) as e:
+        StepwiseDataModule(str(tmp_path), **setting)
+    assert str(e.value).startswith(message)
+    key = next(iter(setting))
+    if key not in ("chat", "eos_after", "method"):
+        assert f": set e.g. stepwise.{key}=" in str(e.value)
+
+
+def test_good_settings_pass(tmp_path):
+    dm = StepwiseDataModule(str(tmp_path), chat="FALSE", eval_batch_size=None, limit_train=0, num_workers=0)
+    assert dm.eval_batch_size == dm.batch_size and dm.limits["train"] == 0
+    assert StepwiseDataModule(str(tmp_path), chat=True)._chat is True
+    assert StepwiseDataModule(str(tmp_path), chat="true")._chat is True

@@ -1,4 +1,5 @@
-"""Traces → first/mid/final/vanilla examples (method.md §1, §4), the correctness filter, the question split."""
+"""Traces → first/mid/final/vanilla examples (docs/method.md §1, §4), the correctness filter, the
+question split, and reading the rows back."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ import random
 import pytest
 
 from steper.data.schema import Paragraph
+from steper.distill.encoding import row_prompt
 from steper.distill.stepwise import (
+    STEPWISE_FIELDS,
     build_stepwise,
     drop_reason,
     is_correct,
+    read_rows,
     split_by_question,
+    stepwise_dataset,
     task_counts,
     trace_examples,
 )
 from steper.errors import SteperError
+from steper.io import write_jsonl
 from steper.reasoning.loop import Trace, TraceStep
 from steper.reasoning.prompts import build_prompt
 
-FIELDS = {"qid", "task", "step", "prompt", "prefix", "target"}
+FIELDS = {"qid", "task", "step", "question", "passages", "demos", "prefix", "target"}
 
 
 def make_trace(
@@ -60,11 +66,17 @@ def paras(t: Trace, pids):
     return [Paragraph(t.passages[p]["title"], t.passages[p]["text"]) for p in pids]
 
 
+def stored(t: Trace, pids):
+    """The passages as a row stores them."""
+    return [{"title": t.passages[p]["title"], "text": t.passages[p]["text"]} for p in pids]
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_examples_of_an_n_step_trace(n):
     t = make_trace(n)
     ex = trace_examples(t)
-    assert all(set(e) == FIELDS for e in ex)
+    assert all(tuple(e) == STEPWISE_FIELDS for e in ex) and set(STEPWISE_FIELDS) == FIELDS
+    assert all(e["question"] == t.question and e["demos"] == "" for e in ex)
     counts = task_counts(ex)
     assert counts == {"first": int(n >= 2), "mid": max(n - 2, 0), "final": 1, "vanilla": 1}
     s = t.sentences
@@ -74,21 +86,23 @@ def test_examples_of_an_n_step_trace(n):
     if n >= 2:
         (first,) = by_task["first"]
         assert first["step"] == 1 and first["prefix"] == "" and first["target"] == s[0]
-        assert first["prompt"] == build_prompt(t.question, paras(t, t.steps[0].accumulated))
-        assert "P2a" not in first["prompt"]  # only the passages of step 1
+        assert first["passages"] == stored(t, t.steps[0].accumulated)  # only the passages of step 1
+        assert row_prompt(first) == build_prompt(t.question, paras(t, t.steps[0].accumulated))
     for k, mid in enumerate(by_task.get("mid", []), start=2):
         assert mid["step"] == k
         assert mid["prefix"] == " ".join(s[: k - 1]) and mid["target"] == s[k - 1]
-        assert mid["prompt"] == build_prompt(t.question, paras(t, t.steps[k - 1].accumulated))
-        assert f"P{k}b" in mid["prompt"] and f"P{k + 1}a" not in mid["prompt"]
+        assert mid["passages"] == stored(t, t.steps[k - 1].accumulated)
+        titles = [p["title"] for p in mid["passages"]]
+        assert f"Title q-P{k}b" in titles and f"Title q-P{k + 1}a" not in titles
     (final,) = by_task["final"]
     assert final["step"] == n and final["target"] == "So the answer is: Paris."
     assert final["prefix"] == " ".join(s[:-1])
-    assert final["prompt"] == build_prompt(t.question, paras(t, t.steps[-1].accumulated))
+    assert final["passages"] == stored(t, t.steps[-1].accumulated)
+    assert row_prompt(final) == build_prompt(t.question, paras(t, t.steps[-1].accumulated))
     (van,) = by_task["vanilla"]
-    assert van["prefix"] == "" and van["target"] == " ".join(s) and van["prompt"] == final["prompt"]
+    assert van["prefix"] == "" and van["target"] == " ".join(s) and van["passages"] == final["passages"]
     # no demonstrations in the student's prompts
-    assert all(e["prompt"].count("Q: Answer the following") == 1 for e in ex)
+    assert all(row_prompt(e).count("Q: Answer the following") == 1 for e in ex)
 
 
 def test_one_step_trace_gives_final_only():
@@ -169,14 +183,63 @@ def test_missing_passage_is_a_steper_error():
 def test_examples_from_oracle_traces_on_toy_world():
     from steper.data.toy import make_world
     from steper.generators.oracle import OracleGenerator
-    from steper.reasoning.loop import ircot_loop
+    from steper.reasoning.loop import run_loop
     from steper.retrieval import BM25Retriever
 
     world = make_world(seed=0, n_train=30, n_dev=1, n_test=1, hops=[2, 3, 4])
-    traces = ircot_loop(world.train, BM25Retriever.build(world.paragraphs), OracleGenerator(), top_k=2)
+    retriever = BM25Retriever.build(world.paragraphs)
+    traces = run_loop(world.train, retriever, OracleGenerator(), framework="ircot", top_k=2)
     ex, stats = build_stepwise(traces)
     kept = [t for t in traces if t.all_gold_found]
     assert stats["kept"] == len(kept) > 0
     c = task_counts(ex)
     assert c["first"] == c["final"] == c["vanilla"] == len(kept)
     assert c["mid"] == sum(len(t.steps) - 2 for t in kept)
+
+
+def test_rows_read_back_as_written(tmp_path):
+    ex, _ = build_stepwise([make_trace(3, "a"), make_trace(1, "b")])
+    write_jsonl(tmp_path / "train.jsonl", ex)
+    assert read_rows(tmp_path / "train.jsonl") == ex
+    hf = stepwise_dataset(ex)
+    assert hf.column_names == list(STEPWISE_FIELDS) and hf[0] == ex[0]
+    assert stepwise_dataset([]).column_names == list(STEPWISE_FIELDS)  # an empty split keeps its columns
+
+
+def test_a_file_of_the_old_layout_says_rerun_generate_data(tmp_path):
+    old = {"qid": "q", "task": "first", "step": 1, "prompt": "Q: ...", "prefix": "", "target": "r1."}
+    write_jsonl(tmp_path / "train.jsonl", [old])
+    with pytest.raises(SteperError) as e:
+        read_rows(tmp_path / "train.jsonl")
+    assert str(e.value) == (
+        f"{tmp_path / 'train.jsonl'}:1: a step-wise row with a rendered 'prompt' and no 'question', "
+        "written by an older steper: rerun generate_data.py into a new out_dir"
+    )
+
+
+DROP = object()  # the field is left out
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"passages": "Wikipedia Title: A"},
+            r"field 'passages' must be a list of \{\"title\": str, \"text\": str\}",
+        ),
+        ({"passages": [{"title": "A"}]}, r"passages\[0\] must be \{'title': str, 'text': str\}"),
+        ({"passages": [{"title": "A", "text": 3}]}, r"passages\[0\] must be"),
+        ({"question": 7}, "field 'question' must be a string, got int"),
+        ({"demos": None}, "field 'demos' must be a string, got NoneType"),
+        ({"step": "2"}, "field 'step' must be an integer, got '2'"),
+        ({"task": "middle"}, "unknown task 'middle'; expected one of first, mid, final, vanilla"),
+        ({"target": "  "}, "empty target"),
+        ({"question": DROP}, "missing field 'question'"),
+    ],
+)
+def test_row_fields_are_checked_with_file_and_line(tmp_path, change, message):
+    good, bad = trace_examples(make_trace(2))[:2]
+    bad = {k: v for k, v in {**bad, **change}.items() if v is not DROP}
+    write_jsonl(tmp_path / "train.jsonl", [good, bad])
+    with pytest.raises(SteperError, match=rf"train\.jsonl:2: {message}"):
+        read_rows(tmp_path / "train.jsonl")
