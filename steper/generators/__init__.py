@@ -9,13 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from steper.generators.base import (
-    GENERATORS,
-    GenerationRequest,
-    Generator,
-    build_generator,
-    cut_at_stop,
-)
+from steper.generators.base import GenerationRequest, Generator, cut_at_stop
+from steper.generators.registry import GENERATORS, build_generator
 
 __all__ = [
     "GENERATORS",

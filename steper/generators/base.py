@@ -1,6 +1,6 @@
 """The one small interface every text generator implements (teacher and student alike).
 
-The reasoning loop (method.md §3) builds a `GenerationRequest` per open question and step, hands
+The reasoning loop (docs/method.md §3) builds a `GenerationRequest` per open question and step, hands
 a batch of them to `Generator.generate`, and gets back one raw continuation per request (or
 `None` when that request failed after retries; the caller counts and decides). The loop keeps
 the first sentence of each continuation itself.
@@ -13,7 +13,8 @@ passages, never the question.
 
 Backends: `oracle` (writes the gold chain, no model), `hf` (a local transformers model), `openai`
 (any OpenAI-compatible server: vLLM, TGI, SGLang, OpenAI). `build_generator(cfg)` makes one from
-a `teacher` config section; `steper.config.GeneratorConfig` is that section's schema.
+a `teacher` config section (`steper.generators.registry`, which imports the backends; this
+module imports none of them); `steper.config.GeneratorConfig` is that section's schema.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from steper.config import GeneratorConfig
 from steper.errors import SteperError
 
-if TYPE_CHECKING:  # steper.config imports this module; steper.data imports steper.config
+if TYPE_CHECKING:  # for annotations only: importing steper.data loads every dataset reader
     from steper.data.schema import Paragraph, Question
 
 log = logging.getLogger(__name__)
@@ -147,48 +147,6 @@ class Generator(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_new_tokens={self.max_new_tokens}, stop={self.stop!r})"
-
-
-TEACHER_FIELDS = tuple(f.name for f in fields(GeneratorConfig))
-GENERATORS = ("oracle", "hf", "openai")
-
-
-def build_generator(cfg: Any, **objects: Any) -> Generator:
-    """A generator from a `teacher` config section (`name:` plus that backend's options).
-
-    `objects` go to the backend as they are (e.g. `model=`, `tokenizer=` for an already-loaded
-    hf model). An unknown `name` or an unknown key raises a SteperError listing the valid ones.
-    """
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):  # mandatory values left `???` count as not set
-        full = OmegaConf.to_container(cfg, resolve=True)
-        opts = {k: v for k, v in full.items() if not OmegaConf.is_missing(cfg, k)}
-    elif isinstance(cfg, dict):
-        opts = dict(cfg)
-    else:
-        raise SteperError(f"teacher config must be a mapping, got {type(cfg).__name__}")
-    name = opts.pop("name", None)
-    if opts.get("batch_size") is None:  # null = the backend's default
-        opts.pop("batch_size", None)
-    if name not in GENERATORS:
-        raise SteperError(f"unknown teacher.name {name!r}; valid: {', '.join(GENERATORS)}")
-    unknown = sorted(k for k in opts if k not in TEACHER_FIELDS)
-    if unknown:
-        raise SteperError(
-            f"config `teacher`: unknown key(s) {unknown}. Valid keys: {', '.join(TEACHER_FIELDS)}"
-        )
-    if name == "oracle":
-        from steper.generators.oracle import OracleGenerator
-
-        return OracleGenerator.from_config(opts, **objects)
-    if name == "hf":
-        from steper.generators.hf import HFGenerator
-
-        return HFGenerator.from_config(opts, **objects)
-    from steper.generators.openai_compat import OpenAICompatGenerator
-
-    return OpenAICompatGenerator.from_config(opts, **objects)
 
 
 def pick(opts: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:

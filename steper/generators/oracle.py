@@ -20,12 +20,9 @@ from typing import Any
 
 from steper.errors import SteperError
 from steper.generators.base import GenerationRequest, Generator, pick
+from steper.reasoning.trace import norm_title
 
 UNKNOWN = "So the answer is: unknown."
-
-
-def _norm(title: str) -> str:
-    return " ".join(title.split()).casefold()
 
 
 class OracleGenerator(Generator):
@@ -45,8 +42,8 @@ class OracleGenerator(Generator):
         if req.step < len(q.chain):
             step = q.chain[req.step]
             if step.title is not None:
-                seen = {_norm(p.title) for p in req.passages}
-                if _norm(step.title) not in seen:
+                seen = {norm_title(p.title) for p in req.passages}
+                if norm_title(step.title) not in seen:
                     return UNKNOWN
             return step.sentence
         return f"So the answer is: {q.answer}."

@@ -1,4 +1,4 @@
-"""The oracle teacher and build_generator over the conf/teacher files."""
+"""The oracle teacher and build_generator over the generator config files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from steper.errors import SteperError
 from steper.generators import GenerationRequest, Generator, build_generator
 from steper.generators.oracle import UNKNOWN, OracleGenerator
 
-CONF = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf" / "teacher"
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf"
+# one generator group shared by `teacher` and `target` (conf/generator); before it, conf/teacher
+CONF = _ROOT / "generator" if (_ROOT / "generator" / "oracle.yaml").is_file() else _ROOT / "teacher"
 
 
 def _question() -> Question:
