@@ -69,11 +69,12 @@ def text(value: Any) -> str | None:
 
 
 def seed_of(value: Any) -> int | str | None:
-    if value is None or value == "" or isinstance(value, bool | dict | list):
+    """A seed: a whole number as an int (`7`, `7.0`, `"7"`), anything else named as text."""
+    s = text(value)
+    if s is None:
         return None
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        return int(value)
-    return value if isinstance(value, int) else str(value)
+    f = _cell(s)
+    return int(f) if f is not None and f == int(f) else s
 
 
 def _shown(value: Any) -> str:
