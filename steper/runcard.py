@@ -19,6 +19,19 @@ What each job puts in its card (keys beyond these may appear; readers ignore wha
 | model    | teacher: name + what was loaded       | name, name_or_path, method, weighting, peft, seed    | label, target, + what was loaded; a student adds model, method, weighting, seed (from its export) |
 | where    | traces, train, validation, hf_dataset | metrics, history (csv/metrics.csv), checkpoints, student, predictions (eval/) | metrics, predictions |
 | metrics  | teacher em/f1/acc/n                   | the end-of-training answer metrics + `training` {val/loss_mean, train/loss, global_step, weights, ...} | answer metrics |
+
+The keys `python -m steper.report` reads (steper/report/cards.py; a missing one is a gap, never a
+guess from other files):
+
+- every card: `job`, `status`, `error`, `started`, `finished`, `overrides` (sweep variants),
+  `config` (the value of a swept key in a run that did not override it), `metrics` (the schema above);
+- train: `data.dataset`, `data.mode` (the end-of-training evaluation's mode), `model.name`,
+  `model.method`, `model.weighting`, `model.seed`, `where.history`, `where.predictions`;
+- evaluate: `data.dataset`, `data.mode`, `model.target` (student | checkpoint | hf | openai |
+  oracle), `model.label` (target.label as given, null when not: the table then says ICL / Oracle),
+  `model.name` (the model in tables: a student's base model name, else the HF id, local folder or
+  served model name), a student's `model.method`, `model.weighting`, `model.seed`, and
+  `where.predictions`.
 """
 
 from __future__ import annotations

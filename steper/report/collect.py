@@ -61,11 +61,28 @@ def walk(root: Path) -> tuple[list[Path], list[Path]]:
     return cards, cardless
 
 
-def _no_card(folder: Path) -> str:
+def _no_card(folder: Path) -> str | None:
+    """The problem of a job folder without a card; None for a generate_data run folder (its card
+    is in the data folder it wrote, `out_dir`)."""
+    if _task_name(folder) == "generate_data":
+        return None
     return (
         f"{display_path(folder / CARD_FILE)}: no run card (the job stopped before it started, or an "
         "older steper wrote this folder); rerun the job"
     )
+
+
+def _task_name(folder: Path) -> str | None:
+    """The `task_name` line of a Hydra run folder's `.hydra/config.yaml` (only to tell a
+    generate_data run folder, whose card lies elsewhere, from a job that lost its card)."""
+    try:
+        with open(folder / ".hydra" / "config.yaml", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("task_name:"):
+                    return line.split(":", 1)[1].strip().strip("'\"")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _sweep_size(multirun_yaml: Path) -> int | None:
@@ -135,7 +152,7 @@ def _read_tree(root: Path, seen: set[Path], counter: itertools.count) -> tuple[l
     if not cards and not cardless:
         return [], [f"{display_path(root)}: no runs found here"]
     runs: list[RunRecord] = []
-    problems = [_no_card(d) for d in cardless]
+    problems = [p for p in map(_no_card, cardless) if p]
     for folder in cards:
         if folder.resolve() in seen:
             continue  # the same folder reached through two arguments

@@ -296,6 +296,10 @@ def test_swept_hyperparameter_makes_separate_rows(tmp_path):
 
 def test_generate_data_runs_are_skipped(tmp_path):
     gen = generate_data_run(tmp_path / "outputs" / "generate_data" / "runs" / "x")
+    # its Hydra run folder, without a card (generate_data writes it into its out_dir)
+    hydra_dir = tmp_path / "outputs" / "generate_data" / "runs" / "y" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "config.yaml").write_text("task_name: generate_data\ndataset:\n  name: toy\n")
     train_run(tmp_path / "outputs" / "debug" / "runs" / "y", acc=10.0)
     runs, problems = collect_runs([tmp_path / "outputs"])
     assert len(runs) == 1 and problems == []
