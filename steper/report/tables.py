@@ -13,8 +13,8 @@
 A cell is the mean over seeds; with more than one seed it reads `58.40 ± 0.52 (n=3)` (sample
 standard deviation, ddof=1). A cell without a finished run is `—` and listed under the table with
 the reason (no run, or the failed folders); a cell missing some seeds is noted. Two runs claiming
-the same cell with the same seed: a warning names both, and the later one (by the time its metrics
-were written; a finished run beats a failed one) wins.
+the same cell with the same seed: a warning names both, and the later one (by when its job finished,
+the card's `finished`; a finished run beats a failed one) wins.
 
 Vanilla-KD trains one task, so its weighting is irrelevant: its row is `Vanilla-KD` unless one model
 has Vanilla-KD runs under several weightings, then each gets its own row `Vanilla-KD (<weighting>)`.
