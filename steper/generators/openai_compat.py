@@ -12,10 +12,9 @@ Two request shapes (`api`):
   this prefill (it rejects or ignores those fields): there use `api: completions`, or prompts
   without a prefix.
 
-Retries are ours, not the client's (it is built with `max_retries=0`), so the counts in `stats`
+Retries are ours, not the client's (`steper.generators.openai_http`), so the counts in `stats`
 are exact: 429, 5xx, connection errors, timeouts and malformed bodies (non-JSON, no choices)
-are retried up to `max_retries` times with exponential backoff and jitter (`backoff_base_s`,
-doubled per attempt, capped at `backoff_max_s`, at least a 429's Retry-After); then that request
+are retried up to `max_retries` times with exponential backoff and jitter; then that request
 gets None and counts as a failure. 400/401/403/404/422 are not retried. Requests run on a thread
 pool of `concurrency` workers.
 
@@ -41,10 +40,8 @@ kept out of `repr`, `stats`, logs and error messages.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +49,7 @@ from typing import Any
 
 from steper.errors import SteperError
 from steper.generators.base import GenerationRequest, Generator, chat_setting, cut_at_stop, pick
+from steper.generators.openai_http import OpenAIHttp, _Failure, _Secret, _ServerLost
 from steper.reasoning import prompts
 
 log = logging.getLogger(__name__)
@@ -75,81 +73,56 @@ OPTS = (
     "extra_body",
 )
 APIS = ("completions", "chat")
-RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+# the start-up and mid-run errors, each naming what to fix
+_MESSAGES = {
+    "unreachable": (
+        "cannot reach {url}: start the server (python -m vllm.entrypoints.openai.api_server --model <model> "
+        "--port <port>, or bash scripts/serve_vllm.sh <model> <port>) or fix {section}.base_url"
+    ),
+    "lost": (
+        "lost the server at {url} mid-run ({failure}; gave up after {retries} retries): restart it and rerun "
+        "the same command. Finished questions are saved and are not run again; the unfinished ones run then"
+    ),
+    "not_openai": (
+        "{url} does not look like an OpenAI-compatible server (vLLM, TGI, SGLang, OpenAI): GET {url}/models "
+        "{what}. Check {section}.base_url (for vLLM it is http://<host>:<port>/v1)"
+    ),
+    "refused": (
+        "{url} refused the key ({failure}): wrong API key? It is read from the environment variable "
+        "{key_env} ({section}.api_key_env)"
+    ),
+}
 
 
-class _Secret:
-    """Holds the API key; prints as *** so it cannot leak through repr/vars."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-class _Failure(Exception):
-    """One failed attempt: `kind` (timeout, connection, http_429, malformed, …), retryable or not."""
-
-    def __init__(
-        self, kind: str, message: str, retry: bool, status: int | None = None, retry_after: float = 0.0
-    ):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.retry = retry
-        self.status = status
-        self.retry_after = retry_after
-
-
-class _ServerLost(Exception):
-    """The server stopped answering mid-run (connection errors after every retry)."""
-
-    def __init__(self, failure: _Failure):
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-def _retry_after(response: Any) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except (TypeError, ValueError, AttributeError):
-        return 0.0
-
-
-class OpenAICompatGenerator(Generator):
+class OpenAICompatGenerator(OpenAIHttp, Generator):
     name = "openai"
 
     def __init__(
         self,
         *,
+        # the server
         base_url: str = "http://127.0.0.1:8000/v1",
         model: str | None = None,
         api: str = "completions",
         api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 16,
-        timeout_s: float = 60.0,
-        max_retries: int = 5,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        extra_body: dict[str, Any] | None = None,
+        # what each request asks for
         max_new_tokens: int = 64,
         stop: Any = ("\n",),
         temperature: float = 0.0,
         chat: Any = "auto",
         tokenizer: Any = None,
         max_context: int | None = None,
-        extra_body: dict[str, Any] | None = None,
+        # HTTP: workers, timeout, retries
+        concurrency: int = 16,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
         section: str = "teacher",
     ):
         """`section`: the config section these options come from (`teacher` in generate_data.py,
         `target` in evaluate.py); errors name the setting to fix as `<section>.<key>`."""
-        import openai
-
         super().__init__(max_new_tokens=max_new_tokens, stop=stop, temperature=temperature)
         self.section = str(section)
         if api not in APIS:
@@ -168,8 +141,16 @@ class OpenAICompatGenerator(Generator):
         self.max_context = int(max_context) if max_context else None
         self.extra_body = dict(extra_body or {})
         self.stats["errors"] = {}
-
         self.tokenizer = self._load_tokenizer(tokenizer, self.section)
+        self.chat = self._chat(chat)
+        self._client = self._make_client()
+        self._pool: ThreadPoolExecutor | None = None
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._lost: _Failure | None = None  # set when the server stopped answering mid-run
+
+    def _chat(self, chat: Any) -> bool:
+        """Whether completions render through the local tokenizer's chat template."""
         setting = chat_setting(chat)
         if setting is True and not getattr(self.tokenizer, "chat_template", None):
             raise SteperError(
@@ -177,28 +158,26 @@ class OpenAICompatGenerator(Generator):
                 f"({self.section}.tokenizer=<dir or id>); "
                 "or use api=chat to let the server apply its template"
             )
-        self.chat = prompts.uses_chat(self.tokenizer, setting) if self.tokenizer is not None else False
+        return prompts.uses_chat(self.tokenizer, setting) if self.tokenizer is not None else False
 
-        key = os.environ.get(api_key_env or "") or ""
+    def _make_client(self) -> Any:
+        """The OpenAI client, with the key read from the environment variable `api_key_env`."""
+        import openai
+
+        key = os.environ.get(self.api_key_env or "") or ""
         if not key:
             log.info(
                 "no API key: environment variable %s is not set; sending 'EMPTY' (fine for a local vLLM)",
-                api_key_env,
+                self.api_key_env,
             )
             key = "EMPTY"
         self._key = _Secret(key)
-        self._client = openai.OpenAI(
-            api_key=key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0
-        )
         # The HTTP library logs every request at INFO: thousands of lines in a teacher run, which
         # Hydra's logging config would all keep. Failures are logged (and counted) here instead.
         for name in ("httpx", "httpx2"):
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.WARNING)
-        self._pool: ThreadPoolExecutor | None = None
-        self._start_lock = threading.Lock()
-        self._started = False
-        self._lost: _Failure | None = None  # set when the server stopped answering mid-run
+        return openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout_s, max_retries=0)
 
     @classmethod
     def from_config(
@@ -217,7 +196,7 @@ class OpenAICompatGenerator(Generator):
             return tokenizer
         from transformers import AutoTokenizer
 
-        from steper.generators.hf import hub_offline
+        from steper.generators.hf_loading import hub_offline
         from steper.models import resolve_model
 
         # a registry name (smollm2-135m, the name scripts/serve_vllm.sh serves it under) → its folder
@@ -239,38 +218,6 @@ class OpenAICompatGenerator(Generator):
         if not self.max_context:
             return True
         return self._n_tokens(rendered) + self.max_new_tokens <= self.max_context
-
-    # -- one HTTP call ---------------------------------------------------------------------------
-    def _scrub(self, text: str) -> str:
-        key = self._key.get()
-        return text.replace(key, "***") if key and key != "EMPTY" else text
-
-    def _http(self, fn) -> Any:
-        """Run one client call; return its parsed JSON body, or raise a _Failure."""
-        import openai
-
-        try:
-            raw = fn()
-            text = raw.http_response.text
-        except openai.APITimeoutError as e:
-            connect = type(e.__cause__).__name__ == "ConnectTimeout"
-            raise _Failure(
-                "connection" if connect else "timeout", f"timed out after {self.timeout_s}s", True
-            ) from None
-        except openai.APIConnectionError as e:
-            cause = f": {e.__cause__}" if e.__cause__ else ""
-            raise _Failure("connection", self._scrub(f"connection error{cause}"), True) from None
-        except openai.APIStatusError as e:
-            status = e.status_code
-            retry = status in RETRY_STATUS or status >= 500
-            msg = self._scrub(f"HTTP {status}: {str(e)[:300]}")
-            raise _Failure(f"http_{status}", msg, retry, status, _retry_after(e.response)) from None
-        except openai.APIResponseValidationError as e:
-            raise _Failure("malformed", self._scrub(str(e)[:300]), True) from None
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise _Failure("malformed", f"non-JSON body: {self._scrub(text[:120])!r}", True) from None
 
     def _call(self, req: GenerationRequest) -> str:
         """One attempt at one request: the continuation text, or a _Failure."""
@@ -310,31 +257,6 @@ class OpenAICompatGenerator(Generator):
             )
         return text
 
-    def _delay(self, attempt: int, retry_after: float = 0.0) -> float:
-        d = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        d = d / 2 + random.uniform(0, d / 2)
-        return max(d, min(retry_after, self.backoff_max_s))
-
-    def _with_retries(self, fn) -> Any:
-        """`fn()` with our retry policy; returns its result or raises the last _Failure.
-
-        Once another request has found the server gone (`_lost`), no more retries: the run is
-        ending anyway, and each one would only wait out its backoff."""
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except _Failure as f:
-                with self._stats_lock:
-                    errors = self.stats["errors"]
-                    errors[f.kind] = errors.get(f.kind, 0) + 1
-                if not f.retry or attempt >= self.max_retries or self._lost is not None:
-                    raise
-                log.debug("attempt %d failed (%s); retrying", attempt + 1, f.message)
-                time.sleep(self._delay(attempt, f.retry_after))
-                attempt += 1
-                self._count(retries=1)
-
     def _one(self, req: GenerationRequest, first: bool = False) -> str | None:
         """One request with retries: its text, None when it failed (counted), or _ServerLost."""
         if self._lost is not None:
@@ -359,38 +281,18 @@ class OpenAICompatGenerator(Generator):
         return cut_at_stop(text, self.stop)
 
     # -- start-up checks -------------------------------------------------------------------------
-    def _unreachable(self) -> SteperError:
+    def _error(self, kind: str, f: _Failure | None = None, **more: str) -> SteperError:
+        """The SteperError of `_MESSAGES[kind]`, naming the setting to fix."""
         return SteperError(
-            f"cannot reach {self.base_url}: start the server "
-            f"(python -m vllm.entrypoints.openai.api_server --model <model> --port <port>, or "
-            f"bash scripts/serve_vllm.sh <model> <port>) or fix {self.section}.base_url"
+            _MESSAGES[kind].format(
+                url=self.base_url,
+                section=self.section,
+                retries=self.max_retries,
+                key_env=self.api_key_env,
+                failure=f.message if f is not None else "",
+                **more,
+            )
         )
-
-    def _lost_error(self, f: _Failure) -> SteperError:
-        return SteperError(
-            f"lost the server at {self.base_url} mid-run ({f.message}; gave up after {self.max_retries} "
-            f"retries): restart it and rerun the same command. Finished questions are saved and are not "
-            f"run again; the unfinished ones run then"
-        )
-
-    def _list_models(self) -> Any:
-        """GET /models with retries: the parsed body, or a _Failure."""
-        return self._with_retries(lambda: self._http(lambda: self._client.models.with_raw_response.list()))
-
-    @staticmethod
-    def _model_ids(body: Any) -> list[str] | None:
-        """The ids of an OpenAI `/models` body ({"data": [{"id": ...}, ...]}), None if it is not one."""
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list) or not all(isinstance(m, dict) and "id" in m for m in data):
-            return None
-        return [str(m["id"]) for m in data]
-
-    def served_models(self) -> list[str] | None:
-        """The model ids `/models` lists, or None when it does not answer (one attempt)."""
-        try:
-            return self._model_ids(self._http(lambda: self._client.models.with_raw_response.list()))
-        except _Failure:
-            return None
 
     def _check_server(self) -> None:
         """Before the first request: the server is an OpenAI-compatible one (`GET /models` answers
@@ -401,21 +303,13 @@ class OpenAICompatGenerator(Generator):
             body = self._list_models()
         except _Failure as f:
             if f.kind == "connection":
-                raise self._unreachable() from None
+                raise self._error("unreachable") from None
             if f.status in (401, 403):
-                raise self._refused(f) from None
-            raise SteperError(
-                f"{self.base_url} does not look like an OpenAI-compatible server (vLLM, TGI, SGLang, OpenAI): "
-                f"GET {self.base_url}/models failed ({f.message}). Check {self.section}.base_url "
-                f"(for vLLM it is http://<host>:<port>/v1)"
-            ) from None
+                raise self._error("refused", f) from None
+            raise self._error("not_openai", what=f"failed ({f.message})") from None
         ids = self._model_ids(body)
         if ids is None:
-            raise SteperError(
-                f"{self.base_url} does not look like an OpenAI-compatible server (vLLM, TGI, SGLang, OpenAI): "
-                f"GET {self.base_url}/models gave no model list ({str(body)[:120]!r}). Check {self.section}.base_url "
-                f"(for vLLM it is http://<host>:<port>/v1)"
-            )
+            raise self._error("not_openai", what=f"gave no model list ({str(body)[:120]!r})")
         if not self.model:
             if len(ids) != 1:
                 raise SteperError(
@@ -431,17 +325,11 @@ class OpenAICompatGenerator(Generator):
                 f"or point {self.section}.base_url at the server of {self.model!r}"
             )
 
-    def _refused(self, f: _Failure) -> SteperError:
-        return SteperError(
-            f"{self.base_url} refused the key ({f.message}): wrong API key? It is read from the "
-            f"environment variable {self.api_key_env} ({self.section}.api_key_env)"
-        )
-
     def _raise_at_start(self, f: _Failure) -> None:
         if f.kind == "connection":
-            raise self._unreachable()
+            raise self._error("unreachable")
         if f.status in (401, 403):
-            raise self._refused(f)
+            raise self._error("refused", f)
         if f.status == 404:
             models = self.served_models()
             served = f"; the server serves: {', '.join(models)}" if models else ""
@@ -472,7 +360,7 @@ class OpenAICompatGenerator(Generator):
                     )
                 results.extend(self._pool.map(self._one, rest))
         except _ServerLost as e:
-            raise self._lost_error(e.failure) from None
+            raise self._error("lost", e.failure) from None
         finally:
             self._count(seconds=time.perf_counter() - t0)
         return results
