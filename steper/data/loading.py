@@ -12,6 +12,10 @@ Splits:
   `test_path`, `dev_path` is taken to be IRCoT's full processed dev.jsonl and subsampled as above.
 - format `toy`: the synthetic world of `steper.data.toy`.
 
+A split whose file holds no questions (an empty file, or every row skipped) is an error naming the
+file, the split and the key to fix. 2Wiki's answer aliases come from `aliases_path`, else from
+`id_aliases.json` beside the question file when it is there, else there are none (one warning).
+
 The corpus is cached under `cache_dir/<name>-<hash>/corpus.jsonl` (+ `corpus.offsets.npy`), the hash taken over the config
 fields that decide the corpus (name, format, question and corpus paths), so changing `strict` or
 the id lists does not rebuild it. Extra question files whose paragraphs belong in the corpus (IRCoT
@@ -26,41 +30,33 @@ import glob
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from steper.config import DatasetConfig
+from steper.constants import QUESTION_SPLITS
 from steper.data.corpus import load_or_build_corpus
-from steper.data.readers import read_questions
+from steper.data.readers import ALIASES_FILE, FORMAT_LABELS, read_questions
 from steper.data.schema import Paragraph, Question
 from steper.data.subsets import ircot_subsets, select_by_ids
 from steper.errors import SteperError
+from steper.plain import to_plain
 
-FORMATS = ("toy", "hotpot", "hotpot_hf", "2wiki", "musique", "ircot")
-SPLITS = ("train", "dev", "test")
+FORMATS = ("toy", *FORMAT_LABELS)
 _CORPUS_KEYS = ("name", "format", "train_path", "dev_path", "test_path", "corpus_path", "corpus_sources")
 # The toy world's paragraphs depend on its seed and on how many questions it must supply.
 _TOY_KEYS = ("seed", "n_train", "n_dev", "n_test", "hops")
 
 
 def _as_dict(cfg: Any) -> dict[str, Any]:
-    if is_dataclass(cfg) and not isinstance(cfg, type):
-        d = asdict(cfg)
-    elif isinstance(cfg, dict):
-        d = dict(cfg)
-    else:
-        try:
-            from omegaconf import DictConfig, OmegaConf
-        except ImportError:  # pragma: no cover - omegaconf is a dependency
-            DictConfig = ()  # noqa: N806
-        if not isinstance(cfg, DictConfig):
-            raise SteperError(
-                f"dataset config: expected a DictConfig, a DatasetConfig or a dict, got {type(cfg).__name__}"
-            )
-        d = OmegaConf.to_container(cfg, resolve=True)
-    defaults = {f.name: getattr(DatasetConfig(), f.name) for f in fields(DatasetConfig)}
-    return {**defaults, **d}
+    """The dataset config as a plain dict, every `DatasetConfig` key present (defaults filled in)."""
+    d = to_plain(cfg)
+    if not isinstance(d, dict):
+        raise SteperError(
+            f"dataset config: expected a DictConfig, a DatasetConfig or a dict, got {type(cfg).__name__}"
+        )
+    return {**asdict(DatasetConfig()), **d}
 
 
 def _format(c: dict[str, Any]) -> str:
@@ -96,12 +92,33 @@ def _path(c: dict[str, Any], key: str) -> str:
     return value
 
 
-def _read(c: dict[str, Any], key: str) -> list[Question]:
+def _aliases_path(c: dict[str, Any], question_path: str) -> str | None:
+    """2Wiki's alias file: `aliases_path` when set, else `id_aliases.json` beside the question file
+    when it is there, else None (the reader then warns that aliases raise EM)."""
+    if c["format"] != "2wiki":
+        return None
+    if c.get("aliases_path"):
+        return _path(c, "aliases_path")
+    beside = Path(question_path).with_name(ALIASES_FILE)
+    return str(beside) if beside.is_file() else None
+
+
+def _read(c: dict[str, Any], key: str, split: str) -> list[Question]:
+    """The questions of the file at config key `key`, read for `split`; an error when there are none."""
     path = _path(c, key)
-    aliases = _path(c, "aliases_path") if c["format"] == "2wiki" and c.get("aliases_path") else None
-    return read_questions(
-        path, c["format"], strict=bool(c["strict"]), dataset=c["name"], aliases_path=aliases
+    questions = read_questions(
+        path, c["format"], strict=bool(c["strict"]), dataset=c["name"], aliases_path=_aliases_path(c, path)
     )
+    if not questions:
+        why = "the file has no rows" + ("" if c["strict"] else ", or every row was skipped (see the warning)")
+        if c["format"] == "musique":
+            why += ", or every row is unanswerable (MuSiQue's `full` files)"
+        raise SteperError(
+            f"dataset `{c['name']}` (format {c['format']}): no {split} questions in {path} "
+            f"(dataset.{key}): {why}. Point dataset.{key} at the file with the {split} questions "
+            '(README section "Real datasets"), or set dataset.format to the format of the file.'
+        )
+    return questions
 
 
 @functools.lru_cache(maxsize=4)
@@ -122,22 +139,22 @@ def load_questions(dataset_cfg: Any, split: str) -> list[Question]:
     """The questions of one split (train | dev | test) of the configured dataset."""
     c = _as_dict(dataset_cfg)
     fmt = _format(c)
-    if split not in SPLITS:
-        raise SteperError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if split not in QUESTION_SPLITS:
+        raise SteperError(f"unknown split {split!r}; valid: {', '.join(QUESTION_SPLITS)}")
     if fmt == "toy":
         return list(getattr(_toy(c), split))
     if split == "train":
-        return _read(c, "train_path")
+        return _read(c, "train_path", split)
 
     ids_path = c.get(f"{split}_ids_path")
     if fmt == "ircot" and c.get("test_path"):
         if ids_path:
-            pool = {q.qid: q for q in _read(c, "dev_path") + _read(c, "test_path")}
+            pool = {q.qid: q for q in _read(c, "dev_path", split) + _read(c, "test_path", split)}
             return select_by_ids(
                 list(pool.values()), _path(c, f"{split}_ids_path"), source=f"{c['dev_path']} + test"
             )
-        return _read(c, "dev_path" if split == "dev" else "test_path")
-    dev_all = _read(c, "dev_path")
+        return _read(c, "dev_path" if split == "dev" else "test_path", split)
+    dev_all = _read(c, "dev_path", split)
     if ids_path:
         return select_by_ids(dev_all, _path(c, f"{split}_ids_path"), source=str(c["dev_path"]))
     dev, test = ircot_subsets(dev_all, source=str(c["dev_path"]))
@@ -180,4 +197,4 @@ def load_corpus(dataset_cfg: Any, cache_dir: str | Path) -> Sequence[Paragraph]:
     )
 
 
-__all__ = ["FORMATS", "SPLITS", "corpus_cache_path", "load_corpus", "load_questions"]
+__all__ = ["FORMATS", "corpus_cache_path", "load_corpus", "load_questions"]

@@ -11,15 +11,11 @@ from omegaconf import OmegaConf
 import steper.data.corpus as corpus_mod
 from steper.config import DatasetConfig
 from steper.data import load_corpus, load_questions
-from steper.data.corpus import (
-    assign_pids,
-    build_corpus_from_sources,
-    iter_abstracts,
-    load_or_build_corpus,
-    read_corpus,
-)
+from steper.data.corpus import load_or_build_corpus
+from steper.data.dumps import AbstractsDump
 from steper.data.loading import corpus_cache_path
 from steper.data.readers import read_hotpot
+from steper.data.schema import Paragraph
 from steper.errors import SteperError
 
 
@@ -28,8 +24,10 @@ def hotpot_path(fixtures_dir):
     return fixtures_dir / "hotpot" / "hotpot_dev_distractor_sample.json"
 
 
-def test_union_dedup_first_seen_order(hotpot_path):
-    corpus = build_corpus_from_sources(dataset="hotpot", question_files=[(hotpot_path, "hotpot")])
+def test_union_dedup_first_seen_order(hotpot_path, tmp_path):
+    corpus = load_or_build_corpus(
+        tmp_path / "c" / "corpus.jsonl", dataset="hotpot", question_files=[(hotpot_path, "hotpot")]
+    )
     # 16 context paragraphs in 4 rows; "Meet Corliss Archer" and "Ed Wood" appear twice
     assert len(corpus) == 14
     assert [p.pid for p in corpus] == [f"hotpot:{i}" for i in range(14)]
@@ -45,8 +43,10 @@ def test_union_dedup_first_seen_order(hotpot_path):
     assert not any(p.is_supporting for p in corpus)
     # the corpus texts are the question contexts' texts, so pids can be attached to them
     qs = read_hotpot(hotpot_path)
-    assert assign_pids(qs, corpus) == 16
-    assert qs[3].contexts[3].pid == "hotpot:3"  # the second "Ed Wood" is the first one's paragraph
+    pids = {(p.title, p.text): p.pid for p in corpus}
+    assert sum((p.title, p.text) in pids for q in qs for p in q.contexts) == 16
+    second_ed_wood = qs[3].contexts[3]
+    assert pids[(second_ed_wood.title, second_ed_wood.text)] == "hotpot:3"  # the first one's paragraph
 
 
 def test_union_over_several_files(fixtures_dir, tmp_path):
@@ -55,7 +55,9 @@ def test_union_over_several_files(fixtures_dir, tmp_path):
     rows = json.loads(dev.read_text())[:1]
     rows[0]["context"].append(["New Title", ["A new paragraph."]])
     train.write_text(json.dumps(rows))
-    corpus = build_corpus_from_sources(dataset="2wiki", question_files=[(train, "2wiki"), (dev, "2wiki")])
+    corpus = load_or_build_corpus(
+        tmp_path / "c" / "corpus.jsonl", dataset="2wiki", question_files=[(train, "2wiki"), (dev, "2wiki")]
+    )
     titles = [p.title for p in corpus]
     assert titles[:5] == ["Maheen Khan", "Polish-Russian War (film)", "Xawery \u017bu\u0142awski",
                           "Ma\u0142gorzata Braunek", "New Title"]  # fmt: skip
@@ -68,14 +70,14 @@ def test_saved_once_then_reloaded(hotpot_path, tmp_path, monkeypatch):
     assert cache.is_file() and (cache.parent / "corpus.meta.json").is_file()
     mtime = cache.stat().st_mtime_ns
 
-    def boom(**_):
+    def boom(*_, **__):
         raise AssertionError("rebuilt instead of reloaded")
 
-    monkeypatch.setattr(corpus_mod, "build_corpus_from_sources", boom)
+    monkeypatch.setattr(corpus_mod, "write_corpus_store", boom)
     again = load_or_build_corpus(cache, dataset="hotpot", question_files=[(hotpot_path, "hotpot")])
     assert [p.to_dict() for p in again] == [p.to_dict() for p in first]
     assert cache.stat().st_mtime_ns == mtime
-    assert read_corpus(cache)[5].pid == "hotpot:5"
+    assert json.loads(cache.read_text(encoding="utf-8").splitlines()[5])["pid"] == "hotpot:5"
 
 
 def test_changed_source_rebuilds(hotpot_path, tmp_path):
@@ -109,7 +111,7 @@ def test_hotpot_abstracts_bz2_dump(tmp_path):
     _write_bz2(
         dump / "AB" / "wiki_00.bz2", [{"id": "39", "title": "Albedo", "text": ["Albedo is reflectance."]}]
     )
-    paras = list(iter_abstracts(dump))
+    paras = list(AbstractsDump(dump))
     assert [(p.title, p.text) for p in paras] == [
         ("Anarchism", "Anarchism is a political philosophy. It advocates self-governed societies."),
         ("Autism", "Autism is a developmental disorder."),
@@ -118,14 +120,16 @@ def test_hotpot_abstracts_bz2_dump(tmp_path):
     corpus = load_or_build_corpus(tmp_path / "c" / "corpus.jsonl", dataset="hotpot", corpus_path=dump)
     assert [p.pid for p in corpus] == ["hotpot:0", "hotpot:1", "hotpot:2"]
     # a single .bz2 file works too
-    assert [p.title for p in iter_abstracts(dump / "AB" / "wiki_00.bz2")] == ["Albedo"]
+    assert [p.title for p in AbstractsDump(dump / "AB" / "wiki_00.bz2")] == ["Albedo"]
 
 
-def test_plain_jsonl_corpus(fixtures_dir):
-    paras = list(iter_abstracts(fixtures_dir / "abstracts" / "paragraphs.jsonl"))
+def test_plain_jsonl_corpus(fixtures_dir, tmp_path):
+    paras = list(AbstractsDump(fixtures_dir / "abstracts" / "paragraphs.jsonl"))
     assert len(paras) == 3
-    corpus = build_corpus_from_sources(
-        dataset="x", corpus_path=fixtures_dir / "abstracts" / "paragraphs.jsonl"
+    corpus = load_or_build_corpus(
+        tmp_path / "c" / "corpus.jsonl",
+        dataset="x",
+        corpus_path=fixtures_dir / "abstracts" / "paragraphs.jsonl",
     )
     assert [(p.pid, p.title) for p in corpus] == [("x:0", "Scott Derrickson"), ("x:1", "Ed Wood")]
     assert corpus[0].text == (
@@ -140,12 +144,12 @@ def test_abstracts_bad_lines(tmp_path):
         dump / "AA" / "wiki_00.bz2", [{"title": "A", "text": ["a."]}, "{broken\n", {"text": ["no title"]}]
     )
     with pytest.raises(SteperError, match=r"wiki_00\.bz2:2: malformed JSON"):
-        list(iter_abstracts(dump))
+        list(AbstractsDump(dump))
     with pytest.warns(UserWarning, match=r"skipped 2 of 3 rows"):
-        assert [p.title for p in iter_abstracts(dump, strict=False)] == ["A"]
+        assert [p.title for p in AbstractsDump(dump, strict=False)] == ["A"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(SteperError, match="no .bz2 or .jsonl files"):
-        list(iter_abstracts(tmp_path / "empty"))
+        list(AbstractsDump(tmp_path / "empty"))
 
 
 # ---------------------------------------------------------------------------------------------- load_corpus
@@ -187,8 +191,8 @@ def test_load_corpus_errors(tmp_path):
 
 
 @pytest.mark.parametrize("collide", [False, True])
-def test_streamed_store_dedups_exactly_like_build_corpus(tmp_path, monkeypatch, collide):
-    """The streaming build (small batches, compact hash dedup) keeps what the in-memory dedup keeps,
+def test_streamed_store_dedups_exactly_like_an_in_memory_dedup(tmp_path, monkeypatch, collide):
+    """The streaming build (small batches, compact hash dedup) keeps what an in-memory dedup keeps,
     also when every key hashes alike (each hit is checked against the stored paragraph)."""
     rows = [{"title": f"T{i % 5}", "text": f"text {i % 6}"} for i in range(60)]  # 30 keys, each twice
     src = tmp_path / "dump.jsonl"
@@ -197,7 +201,8 @@ def test_streamed_store_dedups_exactly_like_build_corpus(tmp_path, monkeypatch, 
     if collide:
         monkeypatch.setattr(corpus_mod, "_key_hash", lambda key: 42)
     store = load_or_build_corpus(tmp_path / "c" / "corpus.jsonl", dataset="d", corpus_path=src)
-    expected = build_corpus_from_sources(dataset="d", corpus_path=src)
+    keys = dict.fromkeys((r["title"], r["text"]) for r in rows)  # first-seen order
+    expected = [Paragraph(title=t, text=x, pid=f"d:{n}") for n, (t, x) in enumerate(keys)]
     assert isinstance(store, corpus_mod.ParagraphStore) and len(store) == 30
     assert [p.to_dict() for p in store] == [p.to_dict() for p in expected]
     assert [store[i].to_dict() for i in (0, -1)] == [expected[0].to_dict(), expected[-1].to_dict()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import pytest
@@ -108,6 +109,21 @@ def test_hotpot_out_of_range_supporting_fact_leaves_step_out(tmp_path, hotpot_pa
     assert len(q.chain) == 2 and q.supporting_titles == ["Scott Derrickson", "Ed Wood"]
 
 
+def test_hotpot_reader_on_json_lines_says_so_and_what_to_do(tmp_path, fixtures_dir, hotpot_path):
+    hf_rows = fixtures_dir / "hotpot_hf" / "validation_sample.jsonl"
+    with pytest.raises(SteperError) as e:
+        read_hotpot(hf_rows)
+    msg = str(e.value)
+    assert f"{hf_rows} is JSON Lines" in msg and "Extra data" not in msg
+    assert "dataset.format=hotpot expects one JSON array of rows" in msg and "hotpot_train_v1.1.json" in msg
+    assert msg.endswith("set dataset.format=hotpot_hf.")
+    # official rows, one a line: no format reads them, so the fix is to convert the file
+    official = tmp_path / "hotpot_dev.jsonl"
+    official.write_text("".join(json.dumps(r) + "\n" for r in json.loads(hotpot_path.read_text())))
+    with pytest.raises(SteperError, match=r"is JSON Lines.*No dataset\.format reads.*convert the file"):
+        read_hotpot(official)
+
+
 # ---------------------------------------------------------------------------------------------- 2Wiki
 
 
@@ -162,9 +178,11 @@ def test_2wiki_with_aliases(fixtures_dir):
     assert qs[4].chain[1].sentence == "The father of Prince Philip is Prince Andrew of Greece and Denmark."
 
 
-def test_2wiki_without_alias_file(fixtures_dir):
-    qs = read_2wiki(fixtures_dir / "2wiki" / "dev_sample.json")
+def test_2wiki_without_alias_file(fixtures_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        qs = read_2wiki(fixtures_dir / "2wiki" / "dev_sample.json")
     assert all(q.aliases == [] for q in qs)
+    assert [r.getMessage() for r in caplog.records if "aliases raise EM" in r.getMessage()]
 
 
 def test_relation_sentence_templates_and_fallback():

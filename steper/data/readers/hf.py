@@ -37,6 +37,8 @@ def _load(path: str | Path, cache_dir: str | None):
     from datasets import load_dataset
 
     files = _hf_files(path)
+    if all(Path(f).stat().st_size == 0 for f in files):
+        return []  # empty files hold no rows (the datasets library would fail without a reason)
     suffix = Path(files[0]).suffix.lower()
     builder = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}.get(suffix)
     if builder is None:

@@ -122,22 +122,30 @@ def _is_json_lines(path: Path) -> bool:
         return False
 
 
+# The official layout of each one-JSON-array format, as messages name it.
+_ARRAY_LAYOUTS = {
+    "hotpot": "HotpotQA's own layout, as in hotpot_train_v1.1.json",
+    "2wiki": "2WikiMultihopQA's own layout, as in train.json",
+}
+
+
 def _json_lines_message(path: Path, fmt: str) -> str:
-    label = FORMAT_LABELS.get(fmt, fmt)
     head = (
         f"{path} is JSON Lines (one JSON object a line), but dataset.format={fmt} expects one JSON "
-        f"array of rows (the {label} layout"
-        + (", as in HotpotQA's hotpot_train_v1.1.json). " if fmt == "hotpot" else "). ")
+        f"array of rows ({_ARRAY_LAYOUTS.get(fmt, FORMAT_LABELS.get(fmt, fmt))}). "
     )
     with open(path, encoding="utf-8") as f:
         first = json.loads(next(line for line in f if line.strip()))
     guess = guess_format(first)
     if guess is not None and guess != fmt:
         return head + f"Its rows look like the {FORMAT_LABELS[guess]} layout: set dataset.format={guess}."
+    also = (
+        " (hotpot_hf reads JSON Lines, but only rows of the HF `hotpot_qa` layout)" if fmt == "hotpot" else ""
+    )
     return head + (
-        'Convert the file to one JSON array, e.g. python -c "import json, sys; '
-        'print(json.dumps([json.loads(l) for l in open(sys.argv[1]) if l.strip()]))" '
-        f"{path} > {path.with_suffix('.json')}, and point the dataset config at it."
+        f"No dataset.format reads these rows as JSON Lines{also}: convert the file to one JSON array, e.g. "
+        'python -c "import json, sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1]) if l.strip()]))" '
+        f"{path} > {path.with_suffix('.json')}, and point the dataset config at the new file."
     )
 
 
