@@ -12,6 +12,7 @@ loader is resumable: a run resumed from a mid-epoch checkpoint continues with th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -92,12 +93,60 @@ class StepwiseCollator:
         }
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one epoch's examples become the batches of all ranks together: each `batch_size ×
+    num_replicas` examples (the last may be smaller), indices ≥ n marking the padding copies that
+    even out the ranks' shares. Shuffled (seeded by (seed, epoch)) and length-grouped in megabatches
+    for training; in length order for evaluation."""
+
+    lengths: np.ndarray
+    batch_size: int
+    shuffle: bool = True
+    length_grouped: bool = True
+    megabatch: int = 50
+    seed: int = 0
+    num_replicas: int = 1
+
+    @property
+    def total_size(self) -> int:
+        n = len(self.lengths)
+        return n + (-n) % self.num_replicas
+
+    def _grouped(self, order: np.ndarray, group: int) -> np.ndarray:
+        """`order` sorted by length (longest first) within each megabatch (the whole epoch unshuffled)."""
+        lengths = self.lengths[order % len(self.lengths)] if len(self.lengths) else self.lengths
+        chunk = self.megabatch * group if self.shuffle else len(order)
+        pieces = []
+        for i in range(0, len(order), max(chunk, 1)):
+            part = slice(i, i + chunk)
+            pieces.append(order[part][np.argsort(-lengths[part], kind="stable")])
+        return np.concatenate(pieces) if pieces else order
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        n, g = len(self.lengths), self.batch_size * self.num_replicas
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.total_size > n:
+            order = np.concatenate([order, np.resize(order, self.total_size - n) + n])
+        if self.length_grouped:
+            order = self._grouped(order, g)
+        batches = [order[i : i + g] for i in range(0, len(order), g)]
+        if self.shuffle and batches:
+            tail = [batches.pop()] if len(batches[-1]) < g else []
+            batches = [batches[i] for i in rng.permutation(len(batches))] + tail
+            if self.length_grouped and batches:
+                longest = max(range(len(batches)), key=lambda i: int(self.lengths[batches[i] % n].max()))
+                batches[0], batches[longest] = batches[longest], batches[0]
+        return batches
+
+
 class StepwiseSampler(DistributedSampler):
     """Yields this rank's example indices so that consecutive `batch_size` chunks are its batches.
 
     A `DistributedSampler` subclass (its own rank logic, no process group needed) so Lightning
     neither replaces it under DDP nor forgets to call `set_epoch`. Every rank gets the same number
-    of examples; ranks' batches at one step come from one length-sorted global batch.
+    of examples; ranks' batches at one step come from one length-sorted global batch (`BatchPlan`).
     """
 
     def __init__(
@@ -117,18 +166,12 @@ class StepwiseSampler(DistributedSampler):
             raise ValueError("batch_size and megabatch must be >= 1")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside [0, {num_replicas})")
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.length_grouped = length_grouped
-        self.megabatch = megabatch
-        self.seed = seed
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.epoch = 0
-        self.drop_last = False
-        n = len(self.lengths)
-        self.total_size = n + (-n) % num_replicas
+        lengths = np.asarray(lengths, dtype=np.int64)
+        self.plan = BatchPlan(lengths, batch_size, shuffle, length_grouped, megabatch, seed, num_replicas)
+        # the attributes a DistributedSampler has
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, False
+        self.total_size = self.plan.total_size
         self.num_samples = self.total_size // num_replicas
         self._cache: tuple[int, list[np.ndarray]] | None = None
         self._resume: tuple[int, int] | None = None
@@ -142,33 +185,10 @@ class StepwiseSampler(DistributedSampler):
         self._resume = (epoch, batches)
 
     def global_batches(self) -> list[np.ndarray]:
-        """All ranks' batches of this epoch, each `batch_size × num_replicas` examples (the last may be
-        smaller); index ≥ n marks a padding copy."""
-        if self._cache is not None and self._cache[0] == self.epoch:
-            return self._cache[1]
-        n, w = len(self.lengths), self.num_replicas
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        if self.total_size > n:
-            order = np.concatenate([order, np.resize(order, self.total_size - n) + n])
-        g = self.batch_size * w
-        lengths = self.lengths[order % n] if n else self.lengths
-        if self.length_grouped:
-            chunk = self.megabatch * g if self.shuffle else len(order)
-            pieces = []
-            for i in range(0, len(order), max(chunk, 1)):
-                part = slice(i, i + chunk)
-                pieces.append(order[part][np.argsort(-lengths[part], kind="stable")])
-            order = np.concatenate(pieces) if pieces else order
-        batches = [order[i : i + g] for i in range(0, len(order), g)]
-        if self.shuffle and batches:
-            tail = [batches.pop()] if len(batches[-1]) < g else []
-            batches = [batches[i] for i in rng.permutation(len(batches))] + tail
-            if self.length_grouped and batches:
-                longest = max(range(len(batches)), key=lambda i: int(self.lengths[batches[i] % n].max()))
-                batches[0], batches[longest] = batches[longest], batches[0]
-        self._cache = (self.epoch, batches)
-        return batches
+        """All ranks' batches of this epoch (`BatchPlan.batches`, cached per epoch)."""
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self.plan.batches(self.epoch))
+        return self._cache[1]
 
     def rank_batches(self) -> list[np.ndarray]:
         return [b[self.rank :: self.num_replicas] for b in self.global_batches()]

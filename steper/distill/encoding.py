@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -65,24 +66,16 @@ class Encoded:
     shortest: float = math.inf
 
 
+@dataclass
 class RowEncoder:
     """Tokenizes step-wise rows for one tokenizer and chat setting (see the module doc)."""
 
-    def __init__(
-        self,
-        tokenizer,
-        chat: bool,
-        max_length: int,
-        loss_on_prefix: bool = False,
-        eos_after: str = "final",
-        chunk: int = 1024,
-    ):
-        self.tokenizer = tokenizer
-        self.chat = chat
-        self.max_length = max_length
-        self.loss_on_prefix = loss_on_prefix
-        self.eos_after = eos_after
-        self.chunk = chunk
+    tokenizer: Any
+    chat: bool
+    max_length: int
+    loss_on_prefix: bool = False
+    eos_after: str = "final"
+    chunk: int = 1024  # rows tokenized per call
 
     def texts(self, row: dict, prompt: str | None = None) -> tuple[str, str]:
         """(model input, trained continuation) of a row, with `prompt` in place of its own if given."""

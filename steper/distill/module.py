@@ -1,5 +1,5 @@
 """The step-wise distillation LightningModule: one forward per mixed-task batch, per-task losses,
-a `TaskWeighting` combining them (method.md §1–2, §5).
+a `TaskWeighting` combining them (docs/method.md §1–2, §5).
 
 Loss: for each example the mean cross-entropy over its target tokens (shifted, -100 ignored);
 L_j = the mean over task j's examples in the batch; `present_j` = task j has an example. By
@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from steper.distill.datamodule import IGNORE_INDEX
-from steper.distill.weighting import TASKS, TaskWeighting
+from steper.constants import STEP_TASKS
+from steper.distill.batching import IGNORE_INDEX
+from steper.distill.weighting import TaskWeighting
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def cosine_with_warmup(
     min_lr_ratio: float = 0.0,
 ) -> LambdaLR:
     """Linear warm-up over `warmup_ratio · num_training_steps` optimizer steps, then cosine decay to
-    `min_lr_ratio · lr` at `num_training_steps` (method.md §5). Stepped once per optimizer step."""
+    `min_lr_ratio · lr` at `num_training_steps` (docs/method.md §5). Stepped once per optimizer step."""
     warmup = int(round(warmup_ratio * num_training_steps))
     return LambdaLR(
         optimizer, partial(_cosine_lambda, warmup=warmup, total=num_training_steps, min_ratio=min_lr_ratio)
@@ -83,10 +84,10 @@ def group_by_task(per_example: Tensor, task_ids: Tensor) -> tuple[Tensor, Tensor
     """Per-task sums, counts and means of per-example losses; task id < 0 (padding copies) is ignored."""
     valid = (task_ids >= 0).to(per_example.dtype)
     idx = task_ids.clamp(min=0)
-    sums = torch.zeros(len(TASKS), dtype=per_example.dtype, device=per_example.device).index_add(
+    sums = torch.zeros(len(STEP_TASKS), dtype=per_example.dtype, device=per_example.device).index_add(
         0, idx, per_example * valid
     )
-    counts = torch.zeros(len(TASKS), dtype=per_example.dtype, device=per_example.device).index_add(
+    counts = torch.zeros(len(STEP_TASKS), dtype=per_example.dtype, device=per_example.device).index_add(
         0, idx, valid
     )
     return sums, counts, sums / counts.clamp(min=1)
@@ -128,7 +129,7 @@ class StepwiseDistillationModule(L.LightningModule):
         self.tokenizer = None
         self.answer_evaluator: Callable | None = None
         self._logits_checked = False
-        self._present_since_step = torch.zeros(len(TASKS), dtype=torch.bool)
+        self._present_since_step = torch.zeros(len(STEP_TASKS), dtype=torch.bool)
         self._val_sums: Tensor | None = None
         self._val_counts: Tensor | None = None
         self._last_tick: float | None = None
@@ -225,7 +226,7 @@ class StepwiseDistillationModule(L.LightningModule):
         )
         counts = batch["stats"]["task_counts"] if "stats" in batch else None
         metrics: dict[str, Tensor | float] = {"train/loss": out["total"].detach()}
-        for j, task in enumerate(TASKS):
+        for j, task in enumerate(STEP_TASKS):
             if counts is None or counts[j] > 0:
                 metrics[f"train/loss_{task}"] = out["task_losses"][j].detach()
         metrics.update(self.weighting.log_tensors())
@@ -285,8 +286,8 @@ class StepwiseDistillationModule(L.LightningModule):
     # ---- validation
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(len(TASKS), dtype=torch.float64, device=self.device)
-        self._val_counts = torch.zeros(len(TASKS), dtype=torch.float64, device=self.device)
+        self._val_sums = torch.zeros(len(STEP_TASKS), dtype=torch.float64, device=self.device)
+        self._val_counts = torch.zeros(len(STEP_TASKS), dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         per_example = self.per_example_loss(batch)
@@ -306,7 +307,7 @@ class StepwiseDistillationModule(L.LightningModule):
             sums = trainer.strategy.reduce(sums, reduce_op="sum")
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
         out = {}
-        for j, task in enumerate(TASKS):
+        for j, task in enumerate(STEP_TASKS):
             if counts[j] > 0:
                 out[f"val/loss_{task}"] = float(sums[j] / counts[j])
         if out:

@@ -70,17 +70,6 @@ def resolve_offline(setting: Any) -> bool:
 # --------------------------------------------------------------------------- names
 
 
-def hydra_choices() -> dict[str, Any]:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            return dict(HydraConfig.get().runtime.choices)
-    except Exception:  # pragma: no cover - hydra internals
-        pass
-    return {}
-
-
 def default_group() -> str | None:
     """The sweep (its multirun folder name, prefixed by the sweep file's name) or the experiment."""
     try:

@@ -1,4 +1,4 @@
-"""How the three step-wise tasks' losses combine into one (method.md §2).
+"""How the three step-wise tasks' losses combine into one (docs/method.md §2).
 
 Every weighting takes the unweighted per-task losses L_j (mean token cross-entropy of task j's
 examples in the batch, j ∈ first/mid/final) and a mask of the tasks present in the batch, and
@@ -22,11 +22,40 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-TASKS = ("first", "mid", "final")
-# Task id of a row's "task" field; vanilla-KD rows (whole chain as target) count as the final task.
-TASK_IDS = {"first": 0, "mid": 1, "final": 2, "vanilla": 2}
+from steper.constants import STEP_TASKS
+from steper.errors import SteperError
+
+# `TASKS` stays importable for train.py, which reads it from here (steper.constants.STEP_TASKS).
+TASKS = STEP_TASKS
 
 PRESETS = {"uniform": (1.0, 1.0, 1.0), "first": (1.5, 1.0, 0.5), "last": (0.5, 1.0, 1.5)}
+LAMBDAS_EXPECTED = (
+    f"3 finite non-negative numbers for first, mid, final (e.g. weighting.lambdas=[1.5,1.0,0.5]) "
+    f"or a preset name ({', '.join(PRESETS)})"
+)
+
+
+def check_lambdas(lambdas: Sequence[float] | str) -> list[float]:
+    """`weighting.lambdas` as 3 floats (first, mid, final); a preset name gives its λ."""
+    if isinstance(lambdas, str):
+        if lambdas not in PRESETS:
+            raise SteperError(f"weighting.lambdas: unknown preset {lambdas!r}; expected {LAMBDAS_EXPECTED}")
+        return list(PRESETS[lambdas])
+    try:
+        values = [float(x) for x in lambdas]
+        ok = len(values) == len(STEP_TASKS) and all(math.isfinite(x) and x >= 0 for x in values)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        shown = list(lambdas) if isinstance(lambdas, Sequence) else lambdas
+        raise SteperError(f"weighting.lambdas must be {LAMBDAS_EXPECTED}, got {shown!r}")
+    return values
+
+
+def _number(key: str, value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SteperError(f"weighting.{key} must be {what}, got {value!r}")
+    return float(value)
 
 
 class TaskWeighting(torch.nn.Module):
@@ -44,7 +73,7 @@ class TaskWeighting(torch.nn.Module):
     def log_tensors(self) -> dict[str, Tensor]:
         """What to log every step, as 0-d tensors (no host sync)."""
         w = self.effective_weights().detach()
-        return {f"weight/{t}": w[i] for i, t in enumerate(TASKS)}
+        return {f"weight/{t}": w[i] for i, t in enumerate(STEP_TASKS)}
 
     def log_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.log_tensors().items()}
@@ -69,9 +98,9 @@ class TaskWeighting(torch.nn.Module):
 
     @staticmethod
     def _prepare(task_losses: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-        if task_losses.shape != (len(TASKS),) or present.shape != (len(TASKS),):
+        if task_losses.shape != (len(STEP_TASKS),) or present.shape != (len(STEP_TASKS),):
             raise ValueError(
-                f"expected task_losses and present of shape [{len(TASKS)}], got "
+                f"expected task_losses and present of shape [{len(STEP_TASKS)}], got "
                 f"{tuple(task_losses.shape)} and {tuple(present.shape)}"
             )
         present = present.to(device=task_losses.device, dtype=torch.bool)
@@ -84,16 +113,9 @@ class TaskWeighting(torch.nn.Module):
 class FixedWeighting(TaskWeighting):
     """L = Σ_j present_j · λ_j · L_j with fixed λ = (first, mid, final)."""
 
-    def __init__(self, lambdas: Sequence[float] = (1.0, 1.0, 1.0)):
+    def __init__(self, lambdas: Sequence[float] | str = (1.0, 1.0, 1.0)):
         super().__init__()
-        if isinstance(lambdas, str):
-            if lambdas not in PRESETS:
-                raise ValueError(f"unknown λ preset {lambdas!r}; use one of {sorted(PRESETS)} or 3 numbers")
-            lambdas = PRESETS[lambdas]
-        lambdas = [float(x) for x in lambdas]
-        if len(lambdas) != len(TASKS) or any(not math.isfinite(x) or x < 0 for x in lambdas):
-            raise ValueError(f"lambdas must be {len(TASKS)} finite non-negative numbers, got {lambdas}")
-        self.register_buffer("lambdas", torch.tensor(lambdas, dtype=torch.float32))
+        self.register_buffer("lambdas", torch.tensor(check_lambdas(lambdas), dtype=torch.float32))
 
     def forward(self, task_losses: Tensor, present: Tensor) -> Tensor:
         with torch.autocast(task_losses.device.type, enabled=False):
@@ -117,13 +139,24 @@ class AdaptiveWeighting(TaskWeighting):
 
     def __init__(self, init: float = 0.0, clamp: float = 5.0, lr: float | None = None):
         super().__init__()
-        if clamp <= 0 or not math.isfinite(clamp):
-            raise ValueError(f"clamp must be a positive number, got {clamp}")
+        clamp = _number("clamp", clamp, "a positive number, the bound of s_j = log σ_j² (default 5.0)")
+        if clamp <= 0:
+            raise SteperError(
+                f"weighting.clamp must be a positive number, got {clamp}: set e.g. weighting.clamp=5.0"
+            )
+        init = _number("init", init, "a number, the initial s_j = log σ_j² (default 0.0)")
         if not -clamp <= init <= clamp:
-            raise ValueError(f"init {init} lies outside [-clamp, clamp] = [{-clamp}, {clamp}]")
+            raise SteperError(
+                f"weighting.init must lie in [-clamp, clamp] = [{-clamp}, {clamp}], got {init}: "
+                "set e.g. weighting.init=0.0"
+            )
+        if lr is not None and _number("lr", lr, "a positive learning rate or null") <= 0:
+            raise SteperError(
+                f"weighting.lr must be a positive learning rate or null, got {lr}: set e.g. weighting.lr=1e-3"
+            )
         self.clamp = float(clamp)
         self.lr = lr
-        self.log_var = torch.nn.Parameter(torch.full((len(TASKS),), float(init), dtype=torch.float32))
+        self.log_var = torch.nn.Parameter(torch.full((len(STEP_TASKS),), float(init), dtype=torch.float32))
 
     def s(self) -> Tensor:
         return torch.clamp(self.log_var.float(), -self.clamp, self.clamp)
@@ -142,7 +175,7 @@ class AdaptiveWeighting(TaskWeighting):
         out = super().log_tensors()
         s = self.s().detach()
         sigma = torch.exp(0.5 * s)
-        for i, t in enumerate(TASKS):
+        for i, t in enumerate(STEP_TASKS):
             out[f"sigma/{t}"] = sigma[i]
             out[f"log_var/{t}"] = s[i]
         return out
@@ -161,12 +194,3 @@ class AdaptiveWeighting(TaskWeighting):
 
     def extra_repr(self) -> str:
         return f"clamp={self.clamp}, lr={self.lr}"
-
-
-def make_weighting(name: str, **kwargs) -> TaskWeighting:
-    """`uniform` | `first` | `last` | `adaptive` → a weighting (for scripts; Hydra uses `_target_`)."""
-    if name == "adaptive":
-        return AdaptiveWeighting(**kwargs)
-    if name in PRESETS:
-        return FixedWeighting(PRESETS[name])
-    raise ValueError(f"unknown weighting {name!r}; use one of {[*PRESETS, 'adaptive']}")

@@ -1,4 +1,4 @@
-"""Task weightings (method.md §2): the formulas, absent tasks, the fp32 σ under bf16."""
+"""Task weightings (docs/method.md §2): the formulas, absent tasks, the fp32 σ under bf16."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from steper.distill.weighting import PRESETS, TASKS, AdaptiveWeighting, FixedWeighting, make_weighting
+from steper.constants import STEP_TASKS
+from steper.distill.weighting import PRESETS, AdaptiveWeighting, FixedWeighting
+from steper.errors import SteperError
 
 LOSSES = torch.tensor([2.0, 3.0, 0.5])
 
@@ -24,17 +26,17 @@ def _one_thread():
 @pytest.mark.parametrize("name", ["uniform", "first", "last"])
 def test_fixed_weighting_equals_formula(name):
     lam = PRESETS[name]
-    w = make_weighting(name)
+    w = FixedWeighting(name)  # a preset name gives its λ
     for present in ([True, True, True], [True, False, True], [False, False, True], [False, False, False]):
         got = w(LOSSES, torch.tensor(present))
         want = sum(lam[j] * float(LOSSES[j]) for j in range(3) if present[j])
         assert got.item() == pytest.approx(want, abs=1e-6)
-    assert w.log_dict() == {f"weight/{t}": pytest.approx(lam[j]) for j, t in enumerate(TASKS)}
+    assert w.log_dict() == {f"weight/{t}": pytest.approx(lam[j]) for j, t in enumerate(STEP_TASKS)}
     assert PRESETS == {"uniform": (1, 1, 1), "first": (1.5, 1, 0.5), "last": (0.5, 1, 1.5)}
 
 
 def test_fixed_weighting_validates_and_ignores_nan_of_absent_tasks():
-    with pytest.raises(ValueError):
+    with pytest.raises(SteperError, match="weighting.lambdas must be 3 finite non-negative numbers"):
         FixedWeighting((1.0, 2.0))
     w = FixedWeighting((1.0, 1.0, 1.0))
     # An absent task's loss may be 0/0 upstream: it must not poison the total.
@@ -74,7 +76,9 @@ def test_adaptive_clamp_in_forward_and_after_step():
     )
     w.restore_absent(torch.tensor([True, True, True]), None)
     assert w.log_var.tolist() == [2.0, -2.0, 1.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        SteperError, match=r"weighting.init must lie in \[-clamp, clamp\] = \[-2.0, 2.0\], got 3.0"
+    ):
         AdaptiveWeighting(init=3.0, clamp=2.0)
 
 
@@ -127,3 +131,43 @@ def test_sigma_stays_fp32_under_bf16():
         assert f(losses, torch.tensor([True, True, True])).dtype == torch.float32
     total.backward()
     assert w.log_var.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "lambdas, got",
+    [
+        (["a", 1, 1], "['a', 1, 1]"),
+        ([1.0, 1.0], "[1.0, 1.0]"),
+        ([1.0, -1.0, 1.0], "[1.0, -1.0, 1.0]"),
+        ([1.0, float("inf"), 1.0], "[1.0, inf, 1.0]"),
+        (5, "5"),
+    ],
+)
+def test_bad_lambdas_name_the_key_the_value_and_what_is_expected(lambdas, got):
+    with pytest.raises(SteperError) as e:
+        FixedWeighting(lambdas)
+    assert str(e.value) == (
+        "weighting.lambdas must be 3 finite non-negative numbers for first, mid, final "
+        f"(e.g. weighting.lambdas=[1.5,1.0,0.5]) or a preset name (uniform, first, last), got {got}"
+    )
+    with pytest.raises(SteperError, match=r"weighting.lambdas: unknown preset 'middle'; expected 3 finite"):
+        FixedWeighting("middle")
+
+
+def test_lambdas_from_a_hydra_list_and_bad_adaptive_settings():
+    from omegaconf import OmegaConf
+
+    assert FixedWeighting(OmegaConf.create([0.5, 1, 1.5])).lambdas.tolist() == [0.5, 1.0, 1.5]
+    with pytest.raises(SteperError, match=r"got \['a', 1, 1\]"):
+        FixedWeighting(OmegaConf.create(["a", 1, 1]))
+    with pytest.raises(
+        SteperError, match="weighting.clamp must be a positive number, got -1.0: set e.g. weighting.clamp=5.0"
+    ):
+        AdaptiveWeighting(clamp=-1)
+    with pytest.raises(
+        SteperError, match="weighting.clamp must be a positive number, the bound of .*, got 'big'"
+    ):
+        AdaptiveWeighting(clamp="big")
+    with pytest.raises(SteperError, match="weighting.lr must be a positive learning rate or null, got 0"):
+        AdaptiveWeighting(lr=0)
+    assert AdaptiveWeighting(lr=1e-3).lr == 1e-3
