@@ -82,33 +82,57 @@ def load_student(
     `peft`: `{"r", "alpha", "dropout", "target_modules", ...}` → LoRA (other keys go to
     `peft.LoraConfig`); the base model is frozen. The tokenizer gets a pad token (EOS) if missing.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if peft is not None and not dict(peft).get("enabled", True):
         peft = None  # `peft: {enabled: false}` (conf/peft/none.yaml) = full fine-tuning
-    kwargs: dict[str, Any] = {}
     if name_or_path == "tiny":
-        from steper.distill.tiny import load_or_build_tiny
-
-        if texts_fn is None:
-            raise SteperError("model=tiny needs texts to train its tokenizer on (texts_fn)")
-        cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "steper" / "tiny"
-        source: str | Path = load_or_build_tiny(cache, lambda: list(texts_fn()), **(tiny or {}))
+        source, kwargs = _tiny_source(tiny, texts_fn, cache_dir), {}
     else:
         from steper.models import resolve_model
 
         name_or_path = resolve_model(name_or_path)  # a registry model → its fetched folder
-        path = Path(os.path.expanduser(str(name_or_path)))
-        if path.exists():
-            if not (path / "config.json").is_file():
-                raise SteperError(f"model directory {path} has no config.json: not a saved HF model")
-            source = path
-        elif _looks_local(str(name_or_path)):
-            raise SteperError(f"model path {name_or_path} does not exist (a local directory was expected)")
-        else:
-            source = str(name_or_path)
-            if cache_dir is not None:
-                kwargs["cache_dir"] = str(cache_dir)
+        source, kwargs = _source(name_or_path, cache_dir)
+    model, tokenizer = _from_pretrained(
+        name_or_path,
+        source,
+        kwargs,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+    )
+    _set_pad_token(model, tokenizer, name_or_path)
+    if gradient_checkpointing:
+        _enable_checkpointing(model, lora=bool(peft))
+    if peft:
+        model = apply_lora(model, peft)
+    return model, tokenizer
+
+
+def _tiny_source(tiny: dict | None, texts_fn: Callable[[], Iterable[str]] | None, cache_dir) -> Path:
+    from steper.distill.tiny import load_or_build_tiny
+
+    if texts_fn is None:
+        raise SteperError("model=tiny needs texts to train its tokenizer on (texts_fn)")
+    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "steper" / "tiny"
+    return load_or_build_tiny(cache, lambda: list(texts_fn()), **(tiny or {}))
+
+
+def _source(name_or_path: str, cache_dir) -> tuple[str | Path, dict[str, Any]]:
+    """What `from_pretrained` loads (a local folder as a Path, else a hub id) and its extra kwargs."""
+    path = Path(os.path.expanduser(str(name_or_path)))
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise SteperError(f"model directory {path} has no config.json: not a saved HF model")
+        return path, {}
+    if _looks_local(str(name_or_path)):
+        raise SteperError(f"model path {name_or_path} does not exist (a local directory was expected)")
+    return str(name_or_path), ({"cache_dir": str(cache_dir)} if cache_dir is not None else {})
+
+
+def _from_pretrained(
+    name_or_path: str, source: str | Path, kwargs: dict, *, dtype, attn_implementation, trust_remote_code
+):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     local_only = _offline() or isinstance(source, Path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -128,7 +152,11 @@ def load_student(
             else str(e)
         )
         raise SteperError(f"cannot load model {name_or_path}: {hint}") from None
+    return model, tokenizer
 
+
+def _set_pad_token(model, tokenizer, name_or_path: str) -> None:
+    """The tokenizer pads with EOS when it has no pad token; the model's configs learn the pad id."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise SteperError(f"tokenizer of {name_or_path} has neither a pad nor an EOS token")
@@ -138,19 +166,16 @@ def load_student(
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    if gradient_checkpointing:
-        ckpt_kwargs = {"use_reentrant": False}
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
-        model.config.use_cache = False
-        if peft:
-            model.enable_input_require_grads()
 
-    if peft:
-        model = apply_lora(model, peft)
-    return model, tokenizer
+def _enable_checkpointing(model, lora: bool) -> None:
+    ckpt_kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=ckpt_kwargs)
+    model.config.use_cache = False
+    if lora:
+        model.enable_input_require_grads()
 
 
 def apply_lora(model, peft: dict):
@@ -176,8 +201,7 @@ def apply_lora(model, peft: dict):
             model = get_peft_model(model, config)
     except (TypeError, ValueError) as e:
         raise SteperError(f"bad LoRA config {cfg}: {e}") from None
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable, total = count_parameters(model)
     log.info(
         "LoRA: %d trainable of %d parameters (%.2f%%)", trainable, total, 100 * trainable / max(total, 1)
     )
