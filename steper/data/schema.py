@@ -27,7 +27,8 @@ class Paragraph:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Paragraph:
-        return cls(title=d["title"], text=d["text"], is_supporting=bool(d.get("is_supporting", False)), pid=d.get("pid"))
+        # fields in order: title, text, is_supporting, pid
+        return cls(d["title"], d["text"], bool(d.get("is_supporting", False)), d.get("pid"))
 
 
 @dataclass
