@@ -6,33 +6,15 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from steper.plain import to_plain
 from steper.retrieval.bm25 import FORMAT_VERSION, BM25Retriever, Bm25Tokenizer
 
 __all__ = ["BM25Retriever", "Bm25Tokenizer", "load_retriever", "index_dir", "retriever_params"]
 
 _PARAM_KEYS = ("k1", "b", "method", "stemmer", "stopwords")
-
-
-def _plain(cfg: Any) -> dict[str, Any]:
-    """A DictConfig, dataclass or mapping → a plain dict (interpolations resolved)."""
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return dataclasses.asdict(cfg)
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise TypeError(f"expected a config (DictConfig, dataclass or dict), got {type(cfg).__name__}")
 
 
 def _short_hash(obj: Any, n: int = 10) -> str:
@@ -44,7 +26,10 @@ def retriever_params(retriever_cfg: Any) -> dict[str, Any]:
     """The BM25 parameters of a retriever config (what the index depends on; not top_k)."""
     from steper.config import RetrieverConfig
 
-    d = {**dataclasses.asdict(RetrieverConfig()), **_plain(retriever_cfg)}
+    given = to_plain(retriever_cfg) if retriever_cfg is not None else {}
+    if not isinstance(given, dict):
+        raise TypeError(f"expected a config (DictConfig, dataclass or dict), got {type(retriever_cfg).__name__}")
+    d = {**dataclasses.asdict(RetrieverConfig()), **given}
     params = {key: d[key] for key in _PARAM_KEYS}
     if isinstance(params["stopwords"], (list, tuple)):
         params["stopwords"] = list(params["stopwords"])

@@ -1,5 +1,8 @@
 """BM25 over `title + " " + text`, on bm25s (eager sparse scoring) and PyStemmer.
 
+The tokenizer is in `steper.retrieval.bm25_tokenizer`, the folder's files in
+`steper.retrieval.index_files`, the bounded-memory build in `steper.retrieval.chunked`.
+
 One `Bm25Tokenizer` (lower-case, bm25s's word pattern, stopword removal, Snowball stemming) serves
 both the index and the queries; its settings and resolved stopword list are saved with the index,
 so a reloaded index tokenizes queries exactly as the corpus was tokenized.
@@ -27,17 +30,13 @@ only of stopwords or unknown words returns none.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -46,162 +45,58 @@ import numpy as np
 from steper.data.corpus import ParagraphStore, ParagraphWriter
 from steper.data.schema import Paragraph
 from steper.errors import SteperError
+from steper.retrieval.bm25_tokenizer import (
+    _WORD,
+    Bm25Tokenizer,
+    CorpusEncoder,
+    _chunks,
+    _make_stemmer,
+    _resolve_stopwords,
+)
 from steper.retrieval.chunked import BM25S_FILES, DEFAULT_CHUNK_SIZE, build_bm25s_index
+from steper.retrieval.index_files import (
+    FORMAT_VERSION,
+    META_FILE,
+    METHODS,
+    OFFSETS_FILE,
+    PARAGRAPHS_FILE,
+    _bm25s_version,
+    _link_or_copy,
+    _paragraph_dict,
+    _paragraph_line,
+    _params,
+    _read_meta,
+    _replace_dir,
+    temp_dir_beside,
+    write_meta,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "META_FILE",
+    "METHODS",
+    "OFFSETS_FILE",
+    "PARAGRAPHS_FILE",
+    "PROGRESS_MIN_PARAGRAPHS",
+    "BM25Retriever",
+    "Bm25Tokenizer",
+    "CorpusEncoder",
+    "_WORD",
+    "_bm25s_version",
+    "_chunks",
+    "_make_stemmer",
+    "_params",
+    "_read_meta",
+    "_replace_dir",
+    "_resolve_stopwords",
+]
 
 log = logging.getLogger(__name__)
 # bm25s logs every index build at DEBUG; under Hydra's root DEBUG/INFO handlers that is noise.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
-FORMAT_VERSION = 1
-METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
-META_FILE = "meta.json"
-PARAGRAPHS_FILE = "paragraphs.jsonl"
-OFFSETS_FILE = "paragraphs.offsets.npy"
 # A build over at least this many paragraphs shows a progress message.
 PROGRESS_MIN_PARAGRAPHS = 20_000
-
-_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) default token pattern
-
-
-def _resolve_stopwords(stopwords: str | Sequence[str] | None) -> list[str]:
-    """A stopword spec (a bm25s language name such as "en", a list of words, or None) → the words."""
-    if stopwords is None or stopwords is False:
-        return []
-    if isinstance(stopwords, str):
-        from bm25s.tokenization import Tokenizer
-
-        try:
-            return sorted(Tokenizer(stopwords=stopwords).stopwords)
-        except ValueError:
-            raise SteperError(
-                f"retriever: unknown stopwords {stopwords!r}. Use a bm25s language name "
-                "(en, de, fr, es, ...), a list of words, or null for none."
-            ) from None
-    return sorted({str(w).lower() for w in stopwords})
-
-
-def _make_stemmer(stemmer: str | None):
-    if stemmer is None:
-        return None
-    import Stemmer
-
-    if stemmer not in Stemmer.algorithms():
-        raise SteperError(
-            f"retriever: unknown stemmer {stemmer!r}. Use one of PyStemmer's algorithms "
-            f"({', '.join(Stemmer.algorithms())}) or null for no stemming."
-        )
-    return Stemmer.Stemmer(stemmer)
-
-
-class Bm25Tokenizer:
-    """Lower-case → words of 2+ word characters → drop stopwords → Snowball stem.
-
-    `encode_corpus` builds the vocabulary (stem → id); `encode_queries` maps query words to the ids of
-    that vocabulary, dropping words whose stem the corpus never had.
-    """
-
-    def __init__(self, stemmer: str | None, stopwords: Sequence[str]):
-        self.stemmer_name = stemmer
-        self.stopwords = frozenset(stopwords)
-        self._stemmer = _make_stemmer(stemmer)
-
-    def words(self, text: str) -> list[str]:
-        """The stemmed tokens of one text, as strings (for inspection and other BM25 implementations)."""
-        toks = [w for w in _WORD.findall(text.lower()) if w not in self.stopwords]
-        return self._stemmer.stemWords(toks) if self._stemmer is not None and toks else toks
-
-    def corpus_encoder(self) -> CorpusEncoder:
-        """A stateful encoder that grows one vocabulary over chunks of texts (see `CorpusEncoder`)."""
-        return CorpusEncoder(self)
-
-    def encode_corpus(self, texts: Iterable[str], chunk_size: int = 10_000) -> tuple[list[list[int]], dict[str, int]]:
-        """Token ids of each text and the vocabulary (stem → contiguous id) they index into."""
-        enc = self.corpus_encoder()
-        out: list[list[int]] = []
-        for chunk in _chunks(texts, chunk_size):
-            flat, lengths = enc.encode(chunk)
-            # Shared int objects (one per vocabulary id) instead of one new int per token: 8 bytes
-            # per token in the lists, as a hand-built list of dict values would be.
-            objs = enc.int_objects()[flat].tolist()
-            ends = np.cumsum(lengths).tolist()
-            out.extend(objs[a:b] for a, b in zip([0, *ends[:-1]], ends))
-        return out, enc.vocab
-
-    def encode_queries(self, queries: Sequence[str], vocab: dict[str, int]) -> list[list[int]]:
-        out = []
-        for q in queries:
-            out.append([vocab[s] for s in self.words(q) if s in vocab])
-        return out
-
-
-class CorpusEncoder:
-    """Encodes a corpus chunk by chunk into ids of one growing vocabulary, in first-seen order.
-
-    The ids do not depend on the chunking: a stem gets the next id when its first word is first
-    met, text by text, word by word, exactly as one pass over the whole corpus would give them.
-    Each chunk is encoded with C-level loops (regex, dict lookups, numpy) and only the chunk's new
-    words go through Python and the stemmer.
-    """
-
-    def __init__(self, tokenizer: Bm25Tokenizer):
-        self._stemmer = tokenizer._stemmer
-        self.vocab: dict[str, int] = {}
-        # raw (lower-cased) word → token id; stopwords map to -1 and are dropped
-        self._word_id: dict[str, int] = {w: -1 for w in tokenizer.stopwords}
-        self._ints = np.empty(0, dtype=object)
-
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(token ids of all texts concatenated, int32; number of tokens of each text, int64)."""
-        find = _WORD.findall
-        per_text = [find(t.lower()) for t in texts]
-        words = list(chain.from_iterable(per_text))
-        word_id = self._word_id
-        ids = list(map(word_id.get, words))
-        if None in ids:
-            new = [w for w in dict.fromkeys(words) if w not in word_id]
-            stems = self._stemmer.stemWords(new) if self._stemmer is not None else new
-            vocab = self.vocab
-            for w, st in zip(new, stems):
-                word_id[w] = vocab.setdefault(st, len(vocab))
-            ids = list(map(word_id.get, words))
-        arr = np.array(ids, dtype=np.int32) if ids else np.empty(0, dtype=np.int32)
-        raw_len = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-        keep = arr >= 0
-        if keep.all():
-            return arr, raw_len
-        text_of = np.repeat(np.arange(len(per_text)), raw_len)
-        return arr[keep], np.bincount(text_of[keep], minlength=len(per_text)).astype(np.int64)
-
-    def int_objects(self) -> np.ndarray:
-        """An object array whose entry i is the int i, for every id of the vocabulary so far."""
-        if len(self._ints) < len(self.vocab):
-            self._ints = np.arange(len(self.vocab)).astype(object)
-        return self._ints
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def _params(k1: float, b: float, method: str, stemmer: str | None, stopwords: Any) -> dict[str, Any]:
-    """The parameters that define an index, validated and in a canonical (JSON-comparable) form."""
-    if method not in METHODS:
-        raise SteperError(f"retriever: unknown BM25 method {method!r}; use one of {', '.join(METHODS)}")
-    if not isinstance(stopwords, (str, type(None))):
-        stopwords = sorted({str(w).lower() for w in stopwords})
-    return {
-        "k1": float(k1),
-        "b": float(b),
-        "method": method,
-        "stemmer": stemmer,
-        "stopwords": stopwords if stopwords is not False else None,
-    }
-
-
-def _paragraph_line(p: Paragraph) -> bytes:
-    return (json.dumps(p.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
 
 
 class BM25Retriever:
@@ -293,26 +188,11 @@ class BM25Retriever:
         if progress is None:
             progress = n is None or n >= PROGRESS_MIN_PARAGRAPHS
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        tmp = temp_dir_beside(out)
         writer: ParagraphWriter | None = None
         try:
             t0 = time.perf_counter()
-            if isinstance(paragraphs, ParagraphStore):
-                for src, name in zip(paragraphs.files(), (PARAGRAPHS_FILE, OFFSETS_FILE)):
-                    _link_or_copy(src, tmp / name)
-                texts: Iterable[str] = (f"{p.title} {p.text}" for p in paragraphs)
-            else:
-                writer = ParagraphWriter(tmp / PARAGRAPHS_FILE, _paragraph_dict)
-
-                def texts_writing() -> Iterator[str]:
-                    for p in paragraphs:
-                        if p.pid is None:
-                            p = dataclasses.replace(p, pid=str(len(writer)))
-                        writer.add(p)
-                        yield f"{p.title} {p.text}"
-
-                texts = texts_writing()
+            texts, writer = _paragraph_texts(paragraphs, tmp)
             if progress:
                 log.info("Building the BM25 index at %s (once; it is cached)", out)
             stats = build_bm25s_index(
@@ -322,18 +202,9 @@ class BM25Retriever:
             t_save = time.perf_counter()
             if writer is not None:
                 writer.commit()
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "params": params,
-                "stopword_list": sorted(tokenizer.stopwords),
-                "num_paragraphs": stats["paragraphs"],
-                "bm25s_version": _bm25s_version(),
-                "build": stats,
-            }
             stats["seconds"]["save"] += time.perf_counter() - t_save
             stats["seconds"]["total"] = time.perf_counter() - t0
-            # meta.json last: its presence marks a complete directory even before the rename.
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            write_meta(tmp, params, tokenizer.stopwords, stats["paragraphs"], build=stats)
             _replace_dir(tmp, out)
         except BaseException:
             if writer is not None:
@@ -420,8 +291,7 @@ class BM25Retriever:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index and its paragraphs into `path` atomically (temp dir, then rename)."""
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        tmp = temp_dir_beside(out)
         try:
             self._bm25.save(tmp, show_progress=False)
             offsets = np.zeros(len(self._paragraphs) + 1, dtype=np.int64)
@@ -433,15 +303,7 @@ class BM25Retriever:
                     pos += len(line)
                     offsets[i + 1] = pos
             np.save(tmp / OFFSETS_FILE, offsets)
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "params": self.params,
-                "stopword_list": sorted(self.tokenizer.stopwords),
-                "num_paragraphs": len(self._paragraphs),
-                "bm25s_version": _bm25s_version(),
-            }
-            # meta.json last: its presence marks a complete directory even before the rename.
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            write_meta(tmp, self.params, self.tokenizer.stopwords, len(self._paragraphs))
             _replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -512,54 +374,23 @@ class BM25Retriever:
         return cls.load(path, mmap_index=True)
 
 
-def _paragraph_dict(p: Paragraph) -> dict[str, Any]:
-    return p.to_dict()
+def _paragraph_texts(
+    paragraphs: Iterable[Paragraph], tmp: Path
+) -> tuple[Iterable[str], ParagraphWriter | None]:
+    """The "title text" of each paragraph, in order, with the paragraphs going into `tmp`: a
+    `ParagraphStore` (the corpus cache) is hard-linked, anything else written out as it is read
+    (a paragraph without a pid gets its position; commit the writer when done)."""
+    if isinstance(paragraphs, ParagraphStore):
+        for src, name in zip(paragraphs.files(), (PARAGRAPHS_FILE, OFFSETS_FILE)):
+            _link_or_copy(src, tmp / name)
+        return (f"{p.title} {p.text}" for p in paragraphs), None
+    writer = ParagraphWriter(tmp / PARAGRAPHS_FILE, _paragraph_dict)
 
+    def texts_writing() -> Iterator[str]:
+        for p in paragraphs:
+            if p.pid is None:
+                p = dataclasses.replace(p, pid=str(len(writer)))
+            writer.add(p)
+            yield f"{p.title} {p.text}"
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link (no second copy of a multi-GB corpus; the cache replaces files by rename, so the
-    link keeps the content it was made with), or a copy across file systems."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
-def _bm25s_version() -> str:
-    import bm25s
-
-    return getattr(bm25s, "__version__", "unknown")
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    f = path / META_FILE
-    if not f.is_file():
-        raise SteperError(f"BM25 index at {path} is missing or incomplete (no {META_FILE}); build it first")
-    try:
-        meta = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SteperError(
-            f"BM25 index at {path}: unreadable {META_FILE} ({e}); delete it to rebuild"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise SteperError(
-            f"BM25 index at {path} has format {meta.get('format_version') if isinstance(meta, dict) else '?'}, "
-            f"this version reads {FORMAT_VERSION}; delete it to rebuild"
-        )
-    return meta
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing whatever was there (restored if the move fails)."""
-    if not (dst.exists() or dst.is_symlink()):
-        os.replace(src, dst)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-    os.replace(dst, old / dst.name)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old / dst.name, dst)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
+    return texts_writing(), writer

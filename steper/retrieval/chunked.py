@@ -96,7 +96,7 @@ def _tokenize(
     texts: Iterable[str], tokenizer: Any, runs: _Runs, chunk_size: int, bar: PhaseProgress
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Phase 1: runs on disk; returns (document lengths, document frequencies, vocabulary)."""
-    from steper.retrieval.bm25 import _chunks
+    from steper.retrieval.bm25_tokenizer import _chunks
 
     enc = tokenizer.corpus_encoder()
     doc_lens: list[np.ndarray] = []
@@ -154,13 +154,6 @@ def build_bm25s_index(
     seconds per phase.
     """
     import bm25s
-    from bm25s.scoring import (
-        _build_idf_array,
-        _build_nonoccurrence_array,
-        _select_idf_scorer,
-        _select_tfc_scorer,
-    )
-    from bm25s.utils import json_functions
 
     if chunk_size < 1:
         raise SteperError(f"retriever: chunk_size must be at least 1, got {chunk_size}")
@@ -170,7 +163,6 @@ def build_bm25s_index(
     model = bm25s.BM25(k1=k1, b=b, method=method, backend="numpy")  # bm25s's defaults and params file
     seconds: dict[str, float] = {}
     try:
-        # ---------------------------------------------------------------- 1. tokenize
         t0 = time.perf_counter()
         runs = _Runs(work)
         with PhaseProgress("tokenize", n_paragraphs, enabled=progress) as bar:
@@ -181,74 +173,99 @@ def build_bm25s_index(
             raise SteperError("retriever: the corpus is empty, nothing to index. Check the dataset's corpus files.")
         if n_terms == 0:
             raise SteperError("retriever: the corpus has no indexable word (every paragraph is empty or stopwords).")
-
-        # ---------------------------------------------------------------- 2. index
         t0 = time.perf_counter()
-        avg_doc_len = doc_len.mean()  # np.float64, as bm25s computes it
-        # bm25s's own functions over the same Python ints, so the float32 idf is the same bits.
-        doc_freqs = dict(enumerate(df.tolist()))
-        idf = _build_idf_array(doc_freqs, n_docs, _select_idf_scorer(model.idf_method), dtype=model.dtype)
-        nonocc = None
-        if model.method in model.methods_requiring_nonoccurrence:
-            nonocc = _build_nonoccurrence_array(
-                doc_freqs, n_docs, _select_idf_scorer(model.idf_method), _select_tfc_scorer(model.method),
-                l_d=avg_doc_len, l_avg=avg_doc_len, k1=model.k1, b=model.b, delta=model.delta,
-                dtype=model.dtype,
-            )  # fmt: skip
-        del doc_freqs
-        tfc_fn = _select_tfc_scorer(model.method)
-        indptr = np.zeros(n_terms + 1, dtype=np.int64)
-        np.cumsum(df, out=indptr[1:])
-        nnz = int(indptr[-1])
-        bounds = _block_bounds(indptr, max(1, chunk_size * ENTRIES_PER_PARAGRAPH))
-        cuts = runs.cuts(bounds)
-        done = 0
-        with (
-            PhaseProgress("index", nnz, enabled=progress) as bar,
-            open(out / DATA_FILE, "wb") as fdata,
-            open(out / INDICES_FILE, "wb") as findices,
-        ):
-            _npy_header(fdata, np.dtype(model.dtype), nnz)
-            _npy_header(findices, np.dtype(model.int_dtype), nnz)
-            for j in range(len(bounds) - 1):
-                parts = [(k, int(c[j]), int(c[j + 1])) for k, c in enumerate(cuts) if c[j + 1] > c[j]]
-                term = np.concatenate([runs.read(k, "term", lo, hi) for k, lo, hi in parts])
-                doc = np.concatenate([runs.read(k, "doc", lo, hi) for k, lo, hi in parts])
-                tf = np.concatenate([runs.read(k, "tf", lo, hi) for k, lo, hi in parts])
-                # bm25s: tfc(tf as float32, the document's length, the average) * idf, in float64,
-                # minus the non-occurrence score for bm25l / bm25+, stored as float32.
-                tfc = tfc_fn(
-                    tf_array=tf.astype(model.dtype), l_d=doc_len[doc], l_avg=avg_doc_len,
-                    k1=model.k1, b=model.b, delta=model.delta,
-                )  # fmt: skip
-                scores = idf[term] * tfc
-                if nonocc is not None:
-                    scores -= nonocc[term]
-                # Runs are in document order and each is sorted by (term, document), so a stable
-                # sort on the term alone leaves every column's documents ascending, as in bm25s.
-                order = np.argsort(term, kind="stable")
-                scores.astype(model.dtype)[order].tofile(fdata)
-                doc.astype(model.int_dtype)[order].tofile(findices)
-                done += len(term)
-                bar.update(done, round(n_docs * done / max(nnz, 1)))
-            if done != nnz:  # pragma: no cover - an internal accounting error
-                raise RuntimeError(f"index: wrote {done} entries, expected {nnz}")
-        np.save(out / INDPTR_FILE, indptr)
-        if nonocc is not None:
-            np.save(out / NONOCC_FILE, nonocc)
+        nnz = _index(model, runs, doc_len, df, out, chunk_size, progress)
         seconds["index"] = time.perf_counter() - t0
-
-        # ---------------------------------------------------------------- bm25s's vocab + params
         t0 = time.perf_counter()
-        (out / VOCAB_FILE).write_text(json_functions.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-        params = dict(
-            k1=model.k1, b=model.b, delta=model.delta, method=model.method, idf_method=model.idf_method,
-            dtype=model.dtype, int_dtype=model.int_dtype, num_docs=n_docs, version=bm25s.__version__,
-            backend=model.backend,
-        )  # fmt: skip
-        with open(out / PARAMS_FILE, "w") as f:
-            json.dump(params, f, indent=4)
+        _save_vocab_and_params(model, vocab, n_docs, out)
         seconds["save"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"paragraphs": n_docs, "terms": n_terms, "entries": nnz, "chunk_size": chunk_size, "seconds": seconds}
+
+
+def _scorers(model: Any, df: np.ndarray, n_docs: int, avg_doc_len: Any):
+    """bm25s's idf array, non-occurrence array (bm25l / bm25+, else None) and tf scorer, from bm25s's
+    own functions over the same Python ints, so the float32 idf is the same bits."""
+    from bm25s.scoring import (
+        _build_idf_array,
+        _build_nonoccurrence_array,
+        _select_idf_scorer,
+        _select_tfc_scorer,
+    )
+
+    doc_freqs = dict(enumerate(df.tolist()))
+    idf = _build_idf_array(doc_freqs, n_docs, _select_idf_scorer(model.idf_method), dtype=model.dtype)
+    nonocc = None
+    if model.method in model.methods_requiring_nonoccurrence:
+        nonocc = _build_nonoccurrence_array(
+            doc_freqs, n_docs, _select_idf_scorer(model.idf_method), _select_tfc_scorer(model.method),
+            l_d=avg_doc_len, l_avg=avg_doc_len, k1=model.k1, b=model.b, delta=model.delta,
+            dtype=model.dtype,
+        )  # fmt: skip
+    return idf, nonocc, _select_tfc_scorer(model.method)
+
+
+def _index(
+    model: Any, runs: _Runs, doc_len: np.ndarray, df: np.ndarray, out: Path, chunk_size: int, progress: bool
+) -> int:
+    """Phase 2: the score matrix, one block of terms at a time, into bm25s's data/indices/indptr
+    files (and the non-occurrence array); returns the number of entries."""
+    n_docs, n_terms = len(doc_len), len(df)
+    avg_doc_len = doc_len.mean()  # np.float64, as bm25s computes it
+    idf, nonocc, tfc_fn = _scorers(model, df, n_docs, avg_doc_len)
+    indptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    nnz = int(indptr[-1])
+    bounds = _block_bounds(indptr, max(1, chunk_size * ENTRIES_PER_PARAGRAPH))
+    cuts = runs.cuts(bounds)
+    done = 0
+    with (
+        PhaseProgress("index", nnz, enabled=progress) as bar,
+        open(out / DATA_FILE, "wb") as fdata,
+        open(out / INDICES_FILE, "wb") as findices,
+    ):
+        _npy_header(fdata, np.dtype(model.dtype), nnz)
+        _npy_header(findices, np.dtype(model.int_dtype), nnz)
+        for j in range(len(bounds) - 1):
+            parts = [(k, int(c[j]), int(c[j + 1])) for k, c in enumerate(cuts) if c[j + 1] > c[j]]
+            term = np.concatenate([runs.read(k, "term", lo, hi) for k, lo, hi in parts])
+            doc = np.concatenate([runs.read(k, "doc", lo, hi) for k, lo, hi in parts])
+            tf = np.concatenate([runs.read(k, "tf", lo, hi) for k, lo, hi in parts])
+            # bm25s: tfc(tf as float32, the document's length, the average) * idf, in float64,
+            # minus the non-occurrence score for bm25l / bm25+, stored as float32.
+            tfc = tfc_fn(
+                tf_array=tf.astype(model.dtype), l_d=doc_len[doc], l_avg=avg_doc_len,
+                k1=model.k1, b=model.b, delta=model.delta,
+            )  # fmt: skip
+            scores = idf[term] * tfc
+            if nonocc is not None:
+                scores -= nonocc[term]
+            # Runs are in document order and each is sorted by (term, document), so a stable
+            # sort on the term alone leaves every column's documents ascending, as in bm25s.
+            order = np.argsort(term, kind="stable")
+            scores.astype(model.dtype)[order].tofile(fdata)
+            doc.astype(model.int_dtype)[order].tofile(findices)
+            done += len(term)
+            bar.update(done, round(n_docs * done / max(nnz, 1)))
+        if done != nnz:  # pragma: no cover - an internal accounting error
+            raise RuntimeError(f"index: wrote {done} entries, expected {nnz}")
+    np.save(out / INDPTR_FILE, indptr)
+    if nonocc is not None:
+        np.save(out / NONOCC_FILE, nonocc)
+    return nnz
+
+
+def _save_vocab_and_params(model: Any, vocab: dict[str, int], n_docs: int, out: Path) -> None:
+    """bm25s's vocab and params files, as its `save` writes them."""
+    import bm25s
+    from bm25s.utils import json_functions
+
+    (out / VOCAB_FILE).write_text(json_functions.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    params = dict(
+        k1=model.k1, b=model.b, delta=model.delta, method=model.method, idf_method=model.idf_method,
+        dtype=model.dtype, int_dtype=model.int_dtype, num_docs=n_docs, version=bm25s.__version__,
+        backend=model.backend,
+    )  # fmt: skip
+    with open(out / PARAMS_FILE, "w") as f:
+        json.dump(params, f, indent=4)
