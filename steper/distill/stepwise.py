@@ -221,22 +221,18 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def stepwise_dataset(rows: Sequence[dict[str, Any]]):
-    """Step-wise rows as a `datasets.Dataset` (the HF view of the data): passages as a list of
-    {title, text}; an empty split keeps its columns."""
-    from datasets import Dataset, Features, Value
+def stepwise_features():
+    """The `datasets.Features` of a step-wise row (`STEPWISE_FIELDS`; passages a list of {title, text})."""
+    from datasets import Features, Value
 
     text = Value("string")
-    features = Features(
-        {
-            "qid": text,
-            "task": text,
-            "step": Value("int64"),
-            "question": text,
-            "passages": [{"title": text, "text": text}],
-            "demos": text,
-            "prefix": text,
-            "target": text,
-        }
-    )
-    return Dataset.from_dict({k: [r[k] for r in rows] for k in STEPWISE_FIELDS}, features=features)
+    kinds = {"step": Value("int64"), "passages": [{"title": text, "text": text}]}
+    return Features({k: kinds.get(k, text) for k in STEPWISE_FIELDS})
+
+
+def stepwise_dataset(rows: Sequence[dict[str, Any]]):
+    """Step-wise rows as a `datasets.Dataset` (the HF view of the data); an empty split keeps its columns."""
+    from datasets import Dataset
+
+    columns = {k: [r[k] for r in rows] for k in STEPWISE_FIELDS}
+    return Dataset.from_dict(columns, features=stepwise_features())
