@@ -34,7 +34,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, model_max_length=1 << 16)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=PAD, model_max_length=1 << 16
+    )
 
 
 def build_tiny_model(

@@ -205,7 +205,9 @@ def test_rows_read_back_as_written(tmp_path):
     hf = stepwise_dataset(ex)
     assert hf.column_names == list(STEPWISE_FIELDS) and hf[0] == ex[0]
     assert stepwise_dataset([]).column_names == list(STEPWISE_FIELDS)  # an empty split keeps its columns
-    assert stepwise_dataset(ex).features == stepwise_features() and stepwise_features()["step"].dtype == "int64"
+    assert (
+        stepwise_dataset(ex).features == stepwise_features() and stepwise_features()["step"].dtype == "int64"
+    )
 
 
 def test_a_file_of_the_old_layout_says_rerun_generate_data(tmp_path):
