@@ -244,8 +244,8 @@ class _Step:
         log.warning(
             "%d question(s) were shown no passage at some step: the question (with the demonstrations and "
             "the reasoning so far) alone fills the model's context of %s, so every passage was cut. Fix: a "
-            "larger context (max_context of the teacher/target; max_length when training the student) "
-            "or shorter questions",
+            "larger context (teacher.max_context or target.max_context; the student's max_length when "
+            "training it) or shorter questions",
             len(self.starved),
             f"{n} tokens" if n else "unknown size",
         )
