@@ -3,8 +3,8 @@
     python evaluate.py target=student target.path=<train run dir>/student [dataset=hotpot] [mode=single]
     python evaluate.py --help
 
-Thin entry point: compose the config, validate it, call `steper.evaluation.run.evaluate_run`.
-See conf/evaluate.yaml for the options and steper/evaluation/run.py for what is written.
+Thin entry point: compose the config, validate it, call `steper.tasks.evaluate.evaluate_run`.
+See conf/evaluate.yaml for the options and steper/tasks/evaluate.py for what is written.
 Returns the accuracy (for a sweeper).
 """
 
@@ -20,7 +20,7 @@ from steper.config import validate
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @hydra_task
 def main(cfg: DictConfig) -> float | None:
-    from steper.evaluation.run import evaluate_run
+    from steper.tasks.evaluate import evaluate_run
 
     validate(cfg)
     metrics = evaluate_run(cfg)

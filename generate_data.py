@@ -1,7 +1,7 @@
 """Teacher traces → step-wise distillation data: `python generate_data.py dataset=toy teacher=oracle`.
 
-Thin entry point: compose the config, validate it, call `steper.generate.generate_data`.
-See conf/generate_data.yaml for the options and steper/generate.py for what is written.
+Thin entry point: compose the config, validate it, call `steper.tasks.generate_data.generate_data`.
+See conf/generate_data.yaml for the options and steper/tasks/generate_data.py for what is written.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from steper.config import validate
 @hydra.main(config_path="conf", config_name="generate_data", version_base="1.3")
 @hydra_task
 def main(cfg: DictConfig) -> float | None:
-    from steper.generate import generate_data
+    from steper.tasks.generate_data import generate_data
 
     validate(cfg)
     manifest = generate_data(cfg)

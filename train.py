@@ -2,7 +2,7 @@
 
     python train.py [group=option ...] [key=value ...]        python train.py --help
 
-A thin Hydra entry point: the work is `steper.train.train`. Returns the `optimized_metric`
+A thin Hydra entry point: the work is `steper.tasks.train.train`. Returns the `optimized_metric`
 (default val/loss_mean), so a Hydra sweeper can minimise it.
 """
 
@@ -17,7 +17,7 @@ from steper.cli import hydra_task
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @hydra_task
 def main(cfg: DictConfig) -> float | None:
-    from steper.train import run
+    from steper.tasks.train import run
 
     return run(cfg)
 

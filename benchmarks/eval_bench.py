@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from steper.data import load_questions
-    from steper.evaluation.run import evaluate_generator, strip_timing_metrics
+    from steper.evaluation.predictions import strip_timing_metrics
+    from steper.evaluation.runner import evaluate_generator
     from steper.evaluation.targets import build_target
     from steper.retrieval import load_retriever
 

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from steper.data import load_questions
-    from steper.evaluation.run import evaluate_generator
+    from steper.evaluation.runner import evaluate_generator
     from steper.generators import build_generator
     from steper.models import resolve_model
     from steper.reasoning.demos import load_demos

@@ -117,10 +117,10 @@ def build_model_dir(work: Path, sizes: dict, rows: list[dict], device: str) -> P
     """A random Qwen2 of the given sizes + a BPE tokenizer trained on the rows, saved as a folder."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from steper.distill.encoding import row_text
     from steper.distill.tiny import train_tokenizer
-    from steper.reasoning.prompts import continuation, render
 
-    texts = [render(r["prompt"], r["prefix"]) + continuation(r["target"], r["prefix"]) for r in rows]
+    texts = [row_text(r) for r in rows]
     tok = train_tokenizer(texts, vocab_size=sizes["tokenizer_vocab"])
     config = Qwen2Config(
         vocab_size=sizes["vocab"],
@@ -264,7 +264,9 @@ def generate(model_dir: Path, rows: list[dict], sizes: dict) -> list[dict]:
         str(model_dir), dtype="auto", device="auto", max_new_tokens=sizes["max_new_tokens"], stop=("\n",)
     )
     words = sizes["prompt_words"]
-    prompts = [r["prompt"] for r in rows if r["task"] == "final"]
+    from steper.distill.encoding import row_prompt
+
+    prompts = [row_prompt(r) for r in rows if r["task"] == "final"]
     # one prompt cut to about `prompt_words` words per request: the loop's prompts are a few hundred tokens
     requests = [GenerationRequest(" ".join(p.split()[:words])) for p in prompts]
     results = []

@@ -30,7 +30,7 @@ say() { printf '\n\033[1m== %s\033[0m  (%ss)\n' "$1" "$(($(date +%s) - start))";
 say "1/4 teacher data: the oracle teacher runs IRCoT over $QUESTIONS training questions of the toy world"
 $PY generate_data.py "${WORLD[@]}" teacher=oracle limit="$QUESTIONS" \
   out_dir="$STEPER_ROOT/data/stepwise/toy-facts-oracle-ircot-$QUESTIONS" hydra.run.dir="$SWEEP/teacher-data"
-DATA=(data.data_dir="$STEPER_ROOT/data/stepwise/toy-facts-oracle-ircot-$QUESTIONS/stepwise")
+DATA=(stepwise.data_dir="$STEPER_ROOT/data/stepwise/toy-facts-oracle-ircot-$QUESTIONS/stepwise")
 
 say "2/4 students: SmolLM2-135M + LoRA as Vanilla-KD, then StepER (weighting=$WEIGHTINGS), each evaluated in the loop"
 $PY train.py -m experiment=demo method=vanilla weighting=uniform "${DATA[@]}" hydra.sweep.dir="$SWEEP/vanilla"

@@ -107,6 +107,51 @@ class GeneratorConfig:
     extra_body: dict[str, Any] | None = None  # extra JSON fields sent with every request
 
 
+@dataclass
+class FrameworkConfig:
+    """Schema of the `framework` section (conf/framework/*.yaml)."""
+
+    name: str = "ircot"  # ircot | selfask
+    max_steps: int = 5  # S: generated units before giving up (Self-Ask needs 2 per hop + 1)
+    max_passages: int = 15  # cap of the accumulated passages (IRCoT's)
+    n_demos: int = 3  # teacher few-shot demonstrations (the student gets none)
+
+
+@dataclass
+class GenerateDataOptions:
+    """generate_data.py's own top-level options (conf/generate_data.yaml)."""
+
+    task_name: str = "generate_data"
+    split: str = "train"
+    limit: int | None = None
+    filter: str = "em"
+    val_fraction: float = 0.1
+    seed: int = 0
+    batch_size: int = 32
+    max_failure_rate: float = 0.05
+    retry_errors: bool = True
+    out_dir: str = MISSING
+    progress: bool = True
+    trace_delay_s: float = 0.0
+
+
+@dataclass
+class EvaluateOptions:
+    """evaluate.py's own top-level options (conf/evaluate.yaml, conf/eval/default.yaml)."""
+
+    task_name: str = "evaluate"
+    split: str = "test"
+    limit: int | None = None
+    mode: str = "multistep"
+    batch_size: int = 32
+    n_demos: int | None = None
+    out_dir: str = MISSING
+    progress: bool = True
+    retry_errors: bool = True
+    tags: list[str] = field(default_factory=list)
+    row_delay_s: float = 0.0
+
+
 # ---- train.py (conf/train.yaml). Fields default to MISSING ("???") where an option's file may
 # leave them out, so validation checks names and types without injecting keys; `steper.train`
 # drops missing keys before instantiating.
@@ -120,6 +165,12 @@ class StudentModelConfig:
     gradient_checkpointing: bool = False
     tiny: dict[str, Any] | None = None
     decoder_layer: str | None = None
+
+
+@dataclass
+class TrainingConfig:
+    """Training hyper-parameters (a model's file recommends them; override `training.lr=...`)."""
+
     lr: float = MISSING
     max_epochs: int = MISSING
     warmup_ratio: float = 0.03
@@ -130,7 +181,7 @@ class StudentModelConfig:
 
 
 @dataclass
-class StepwiseDataConfig:
+class StepwiseConfig:
     _target_: str = "steper.distill.datamodule.StepwiseDataModule"
     data_dir: str = MISSING
     method: str = MISSING
@@ -264,17 +315,20 @@ class CallbacksConfig:
 
 @dataclass
 class TrainEvalConfig:
-    """train.py's evaluation of the trained student at the end of the job (conf/train.yaml `eval`)."""
+    """train.py's evaluation of the trained student (`eval`): evaluate.py's loop settings
+    (conf/eval/default.yaml) plus what only train.py needs."""
 
-    enabled: bool = True
     split: str = "test"
     limit: int | None = 100
-    val_limit: int = 20
     mode: str = "multistep"
     batch_size: int = 32
+    n_demos: int | None = None
+    progress: bool = True
+    retry_errors: bool = True
+    enabled: bool = True
+    val_limit: int = 20
     max_new_tokens: int = 64
     stop: list[str] = field(default_factory=lambda: ["\n"])
-    progress: bool = True
 
 
 SCHEMAS: dict[str, type] = {
@@ -283,7 +337,8 @@ SCHEMAS: dict[str, type] = {
     "retriever": RetrieverConfig,
     # train.py
     "model": StudentModelConfig,
-    "data": StepwiseDataConfig,
+    "training": TrainingConfig,
+    "stepwise": StepwiseConfig,
     "weighting": WeightingConfig,
     "method": MethodConfig,
     "peft": PeftConfig,
@@ -292,6 +347,7 @@ SCHEMAS: dict[str, type] = {
     "logger": LoggerConfig,
     "callbacks": CallbacksConfig,
     "eval": TrainEvalConfig,
+    "framework": FrameworkConfig,
     "teacher": GeneratorConfig,  # generate_data.py
     "target": GeneratorConfig,  # evaluate.py
 }
@@ -308,6 +364,34 @@ def validate_section(name: str, node: Any, schema: type) -> DictConfig:
         raise SteperError(
             f"config `{name}`: bad key `{key}`: {msg}. Valid keys of `{name}`: {valid}"
         ) from None
+
+
+def validate_options(cfg: DictConfig, schema: type) -> None:
+    """Check the job's top-level options (not its sections) against `schema`, in place: a value of
+    the wrong type (`limit=abc`) is a SteperError naming the option."""
+    names = [f.name for f in fields(schema)]
+    node = {k: cfg[k] for k in names if k in cfg and not OmegaConf.is_missing(cfg, k)}
+    for name, value in node.items():
+        try:
+            checked = OmegaConf.merge(OmegaConf.structured(schema), {name: value})[name]
+        except OmegaConfBaseException as e:
+            msg = str(e).splitlines()[0]
+            raise SteperError(f"option `{name}={value}`: {msg}") from None
+        with open_dict(cfg):
+            cfg[name] = checked
+
+
+def check_choice(key: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise SteperError(f"{key} must be one of {', '.join(valid)}, got {value!r}")
+
+
+def check_at_least(key: str, value: Any, low: float, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if value is None or value < low:
+        what = "null or " if optional else ""
+        raise SteperError(f"{key} must be {what}at least {low:g}, got {value}")
 
 
 def validate(cfg: DictConfig) -> DictConfig:

@@ -99,7 +99,10 @@ def test_generate_data_toy_oracle(tmp_path):
     assert (
         m["retrieval"]["acc_when_all_gold_found"] == 100.0 and m["retrieval"]["acc_when_gold_missed"] == 0.0
     )
-    assert set(m["versions"]) >= {"steper", "transformers", "torch", "bm25s"}
+    card = json.loads((out / "run.json").read_text())  # the run card: who ran what, with which versions
+    assert card["job"] == "generate_data" and card["status"] == "done"
+    assert set(card["who"]["versions"]) >= {"steper", "transformers", "torch", "bm25s"}
+    assert card["metrics"]["em"] == m["teacher"]["em"] and card["where"]["train"] == "stepwise/train.jsonl"
     assert m["failures"]["failed_requests"] == 0
     assert m["config"]["teacher"]["name"] == "oracle"
 
@@ -111,7 +114,7 @@ def test_generate_data_toy_oracle(tmp_path):
 
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     from steper.config import validate
-    from steper.generate import generate_data
+    from steper.tasks.generate_data import generate_data
 
     common = ("limit=40", "retriever.top_k=2", "batch_size=4")
     full = tmp_path / "full"
@@ -185,7 +188,7 @@ def test_steper_error_is_one_line_without_traceback(tmp_path):
 
 def test_selfask_with_oracle(tmp_path):
     from steper.config import validate
-    from steper.generate import generate_data
+    from steper.tasks.generate_data import generate_data
 
     m = generate_data(validate(_compose(tmp_path, "framework=selfask", "limit=20")))
     assert m["config"]["framework"]["max_steps"] == 10
@@ -222,8 +225,8 @@ class _Flaky:
 def test_failures_raise_after_writing_and_are_retried(tmp_path, monkeypatch):
     import steper.generators as generators
     from steper.config import validate
-    from steper.generate import generate_data
     from steper.generators.oracle import OracleGenerator
+    from steper.tasks.generate_data import generate_data
 
     monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=True))
     cfg = validate(_compose(tmp_path, "limit=20"))

@@ -1,4 +1,4 @@
-"""The training task (steper.train / train.py) on a tiny model and a small step-wise set, on CPU."""
+"""The training task (steper.tasks.train / train.py) on a tiny model and a small step-wise set, on CPU."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ SMALL = [
     "model.tiny.num_heads=2",
     "model.tiny.num_kv_heads=1",
     "model.tiny.intermediate_size=64",
-    "model.max_length=256",
-    "model.batch_size=4",
-    "model.max_epochs=1",
-    "model.warmup_ratio=0.0",
+    "training.max_length=256",
+    "training.batch_size=4",
+    "training.max_epochs=1",
+    "training.warmup_ratio=0.0",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
@@ -53,15 +53,12 @@ PEOPLE = [
 
 def stepwise_rows(n_questions: int, *, mid: bool = True) -> list[dict]:
     """first/mid/final/vanilla rows of `n_questions` made-up 2- or 3-step questions."""
-    from steper.data.schema import Paragraph
-    from steper.reasoning.prompts import build_prompt
-
     rows = []
     for q in range(n_questions):
         a, b, c = PEOPLE[q % 8], PEOPLE[(q + 3) % 8], PEOPLE[(q + 5) % 8]
         question = f"Where was the mentor of {a} born?"
-        p1 = [Paragraph(a, f"{a} was trained by {b}.")]
-        p2 = [*p1, Paragraph(b, f"{b} was born in {c} Town.")]
+        p1 = [{"title": a, "text": f"{a} was trained by {b}."}]
+        p2 = [*p1, {"title": b, "text": f"{b} was born in {c} Town."}]
         steps = (
             [f"{a} was trained by {b}.", f"{b} was born in {c} Town."]
             if mid
@@ -69,47 +66,15 @@ def stepwise_rows(n_questions: int, *, mid: bool = True) -> list[dict]:
         )
         final = f"So the answer is: {c} Town."
         qid = f"q{q}"
-        rows.append(
-            {
-                "qid": qid,
-                "task": "first",
-                "step": 1,
-                "prompt": build_prompt(question, p1),
-                "prefix": "",
-                "target": steps[0],
-            }
-        )
-        for s in range(1, len(steps)):
-            rows.append(
-                {
-                    "qid": qid,
-                    "task": "mid",
-                    "step": s + 1,
-                    "prompt": build_prompt(question, p2),
-                    "prefix": " ".join(steps[:s]),
-                    "target": steps[s],
-                }
-            )
-        rows.append(
-            {
-                "qid": qid,
-                "task": "final",
-                "step": len(steps) + 1,
-                "prompt": build_prompt(question, p2),
-                "prefix": " ".join(steps),
-                "target": final,
-            }
-        )
-        rows.append(
-            {
-                "qid": qid,
-                "task": "vanilla",
-                "step": None,
-                "prompt": build_prompt(question, p2),
-                "prefix": "",
-                "target": " ".join([*steps, final]),
-            }
-        )
+
+        def row(task: str, step: int | None, passages: list, prefix: str, target: str) -> dict:
+            return {"qid": qid, "task": task, "step": step, "question": question, "passages": passages,
+                    "demos": "", "prefix": prefix, "target": target}  # fmt: skip
+
+        rows.append(row("first", 1, p1, "", steps[0]))
+        rows += [row("mid", s + 1, p2, " ".join(steps[:s]), steps[s]) for s in range(1, len(steps))]
+        rows.append(row("final", len(steps) + 1, p2, " ".join(steps), final))
+        rows.append(row("vanilla", None, p2, "", " ".join([*steps, final])))
     return rows
 
 
@@ -153,7 +118,7 @@ def tiny_cache(tmp_path_factory) -> Path:
 
 
 def train_overrides(data_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
-    return [f"data.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", *SMALL, *extra]
+    return [f"stepwise.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", *SMALL, *extra]
 
 
 @pytest.fixture
@@ -173,7 +138,7 @@ def make_cfg(tmp_path, stepwise_dir, tiny_cache):
 
 
 def run_train(cfg):
-    from steper.train import train
+    from steper.tasks.train import train
 
     return train(cfg)
 
@@ -182,7 +147,7 @@ def run_train(cfg):
 
 
 def test_fast_dev_run(make_cfg):
-    from steper.train import run
+    from steper.tasks.train import run
 
     cfg = make_cfg("trainer.fast_dev_run=true", "logger=wandb")
     value = run(cfg)  # what train.py returns to a sweeper
@@ -210,7 +175,7 @@ def test_train_exports_student_and_wandb_offline(make_cfg, caplog, monkeypatch):
         "weighting=first",
         "+hf_token=hf_SeCrEt123",
     )
-    with caplog.at_level(logging.INFO, logger="steper.train"):
+    with caplog.at_level(logging.INFO, logger="steper.tasks"):
         metrics = run_train(cfg)
     out = Path(cfg.paths.output_dir)
     assert metrics["global_step"] == 3 and "val/loss_mean" in metrics
@@ -260,11 +225,11 @@ def test_resume_from_last_continues_exactly(make_cfg):
     validation that ends it.
     """
     common = [
-        "data.limit_train=8",
+        "stepwise.limit_train=8",
         "weighting=adaptive",
         "weighting.lr=0.05",
         "module.scheduler={_target_: steper.distill.module.constant_with_warmup, _partial_: true}",
-        "model.max_epochs=-1",
+        "training.max_epochs=-1",
         "export=false",
     ]
     first = make_cfg(*common, "logger=wandb", "trainer.max_steps=2", name="first")
@@ -293,6 +258,7 @@ def test_resume_from_last_continues_exactly(make_cfg):
     assert (Path(whole.paths.output_dir) / "csv" / "metrics.csv").is_file()
 
     s_resumed, step_resumed = _log_var(ckpt_dir / "last.ckpt")
+    _assert_same_csv_history(Path(whole.paths.output_dir), make_cfg, common)
     s_whole, step_whole = _log_var(Path(whole.paths.output_dir) / "checkpoints" / "last.ckpt")
     assert step_resumed == step_whole == 4 == m_resumed["global_step"] == m_whole["global_step"]
     torch.testing.assert_close(s_resumed, s_whole, rtol=1e-5, atol=1e-6)
@@ -300,8 +266,43 @@ def test_resume_from_last_continues_exactly(make_cfg):
     assert m_resumed["sigma/mid"] == pytest.approx(m_whole["sigma/mid"], rel=1e-5)
 
 
+def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_same_csv_history(whole_dir: Path, make_cfg, common: list[str]) -> None:
+    """Killed after its checkpoint at step 2 (a row logged after it, as a SIGKILL leaves it), then
+    resumed in the same run folder to step 4: csv/metrics.csv equals the uninterrupted run's."""
+    first = make_cfg(*common, "logger=csv", "trainer.max_steps=2", name="killed")
+    run_train(first)
+    run_dir = Path(first.paths.output_dir)
+    with open(run_dir / "csv" / "metrics.csv", "a") as f:  # what the killed job logged after the checkpoint
+        f.write(_fake_row(run_dir) + "\n")
+    resumed = make_cfg(*common, "logger=csv", "trainer.max_steps=4", "ckpt_path=last", name="killed")
+    run_train(resumed)
+    got, want = _csv_rows(run_dir), _csv_rows(whole_dir)
+    assert [r.keys() for r in got] == [r.keys() for r in want]
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for k in w:
+            if k.endswith(("_per_s", "_s")):  # speed, not training: differs between any two runs
+                continue
+            if w[k] == "" or g[k] == "":
+                assert g[k] == w[k], (k, g, w)
+            else:
+                assert float(g[k]) == pytest.approx(float(w[k]), rel=1e-4, abs=1e-7), (k, g, w)
+
+
+def _fake_row(run_dir: Path) -> str:
+    header = list(_csv_rows(run_dir)[0])
+    return ",".join("3" if k == "step" else "0.5" for k in header)
+
+
 def test_lora_checkpoints_hold_only_trainable_weights(make_cfg):
-    lora = ["peft=lora", "peft.r=4", "peft.lora_alpha=8", "logger=none", "model.max_epochs=-1"]
+    lora = ["peft=lora", "peft.r=4", "peft.lora_alpha=8", "logger=none", "training.max_epochs=-1"]
     cfg = make_cfg(*lora, "trainer.max_steps=2", name="lora")
     run_train(cfg)
     out = Path(cfg.paths.output_dir)
@@ -378,7 +379,7 @@ def test_model_path_that_does_not_exist(make_cfg, tmp_path):
 
 def test_max_length_too_small(make_cfg):
     with pytest.raises(SteperError, match="max_length 6 too small"):
-        run_train(make_cfg("logger=none", "model.max_length=6"))
+        run_train(make_cfg("logger=none", "training.max_length=6"))
 
 
 def test_resume_without_checkpoint(make_cfg, tmp_path):
@@ -386,10 +387,42 @@ def test_resume_without_checkpoint(make_cfg, tmp_path):
         run_train(make_cfg("logger=none", "ckpt_path=last", f"ckpt_dir={tmp_path}/none"))
 
 
+def test_ckpt_path_that_is_not_a_checkpoint(make_cfg, tmp_path):
+    bad = tmp_path / "notes.ckpt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(SteperError, match=r"not a checkpoint written by train.py.*last.ckpt"):
+        run_train(make_cfg("logger=none", f"ckpt_path={bad}"))
+
+
+def test_rerun_into_a_used_run_folder_refuses_to_restart(make_cfg):
+    """The same command again into the same run folder, without ckpt_path=last, would train from
+    step 0 over the first job's checkpoints: it is refused, naming the way to resume."""
+    first = make_cfg("logger=none", "trainer.max_steps=1", "export=false", name="used")
+    run_train(first)
+    assert (Path(first.paths.output_dir) / "run.json").is_file()
+    with pytest.raises(SteperError, match="ckpt_path=last"):
+        run_train(make_cfg("logger=none", "trainer.max_steps=2", "export=false", name="used"))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("stepwise.batch_size=0", "stepwise.batch_size"),
+        ("weighting=uniform weighting.lambdas=[a,1,1]", "weighting.lambdas"),
+    ],
+)
+def test_bad_constructor_values_name_their_key(make_cfg, override, message):
+    """Values the constructors check reach the user as steper's one-line error, not wrapped in
+    Hydra's "Error in call to target"."""
+    with pytest.raises(SteperError, match=message) as e:
+        run_train(make_cfg("logger=none", *override.split()))
+    assert "Error in call to target" not in str(e.value)
+
+
 def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     r = subprocess.run(
-        [sys.executable, "train.py", f"data.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run", "logger=none"],
+        [sys.executable, "train.py", f"stepwise.data_dir={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run", "logger=none"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert r.returncode == 2, r.stderr
@@ -419,7 +452,7 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
     for job, weighting in zip(jobs, ["uniform", "first", "last", "adaptive"]):
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["global_step"] == 2 and "val/loss_mean" in metrics
-        assert {"test/em", "test/f1", "test/acc"} <= set(metrics)  # evaluated in the loop after training
+        assert {"em", "f1", "acc", "n"} <= set(metrics)  # evaluated in the loop after training
         assert {"val/em", "val/f1", "val/acc"} <= set(metrics)  # answer metrics at validation too
         assert len((job / "eval" / "predictions.jsonl").read_text().splitlines()) == 3
         assert json.loads((job / "metrics.json").read_text())["weights"]["weight/final"] > 0
@@ -445,7 +478,7 @@ def test_multirun_writes_one_folder_and_run_per_job(tmp_path, stepwise_dir, tiny
         assert weighting in table2
     report = (out / "report.md").read_text()
     for job in jobs:
-        assert f"{json.loads((job / 'metrics.json').read_text())['test/acc']:.2f}" in report
+        assert f"{json.loads((job / 'metrics.json').read_text())['acc']:.2f}" in report
 
 
 # --------------------------------------------------------------------------- train -> evaluate parity
@@ -455,7 +488,7 @@ def test_train_scores_equal_standalone_evaluate_on_the_export(make_cfg, tmp_path
     """A tiny student trained on toy-world teacher data (generate_data.py, oracle teacher) is
     evaluated in the loop at the end of train.py; those scores equal `evaluate.py target=student`
     on its export."""
-    from steper.train import train
+    from steper.tasks.train import train
 
     toy_data = toy_stepwise_dir
     ev = ["eval.limit=6", "eval.val_limit=0", "eval.max_new_tokens=12", "eval.progress=false"]
@@ -466,8 +499,8 @@ def test_train_scores_equal_standalone_evaluate_on_the_export(make_cfg, tmp_path
     metrics = train(cfg)
     run = tmp_path / "trained"
     saved = json.loads((run / "metrics.json").read_text())
-    assert {k: saved[k] for k in ("test/em", "test/f1", "test/acc")} == {
-        k: metrics[k] for k in ("test/em", "test/f1", "test/acc")
+    assert {k: saved[k] for k in ("em", "f1", "acc")} == {
+        k: metrics[k] for k in ("em", "f1", "acc")
     }
     logged = (next(run.rglob("metrics.csv"))).read_text().splitlines()[0]
     assert "test/acc" in logged  # logged to the job's own logger, not only written to a file
@@ -483,7 +516,7 @@ def test_train_scores_equal_standalone_evaluate_on_the_export(make_cfg, tmp_path
     assert r.returncode == 0, r.stderr[-3000:]
     standalone = json.loads((out / "metrics.json").read_text())
     for k in ("em", "f1", "acc"):
-        assert standalone[k] == saved[f"test/{k}"]
+        assert standalone[k] == saved[k]  # one metrics schema: train's and evaluate's metrics.json
 
     def answers(path):
         return [(row["qid"], row["prediction"], row["reasoning"]) for row in map(json.loads, open(path))]
@@ -496,15 +529,15 @@ def test_short_tiny_run_on_toy_data_lowers_every_task_loss(make_cfg, tmp_path, t
     where it started (the step-0 validation of the sanity check)."""
     import csv
 
-    from steper.train import train
+    from steper.tasks.train import train
 
     cfg = make_cfg(
         "trainer.max_steps=80", "trainer.num_sanity_val_steps=-1", "trainer.val_check_interval=40",
-        "trainer.check_val_every_n_epoch=null", "model.lr=1e-2", "model.max_epochs=10", "logger=csv",
+        "trainer.check_val_every_n_epoch=null", "training.lr=1e-2", "training.max_epochs=10", "logger=csv",
         "export=false",
         # the 0.7 bar was set with an EOS closing every target; without it (eos_after=final) a random
         # tiny model's mid-step loss is all made-up names and plateaus at 0.70 of its start
-        "data.eos_after=every",
+        "stepwise.eos_after=every",
         name="toy-run", data_dir=toy_stepwise_dir,
     )  # fmt: skip
     train(cfg)

@@ -28,7 +28,8 @@ GROUPS = (
     "trainer",
     "logger",
     "callbacks",
-    "data",
+    "stepwise",
+    "eval",
     "experiment",
     "debug",
 )
@@ -65,7 +66,7 @@ def test_defaults_compose_and_validate():
     assert cfg.model.name == "tiny" and cfg.weighting.name == "adaptive" and cfg.method.name == "steper"
     assert cfg.optimized_metric == "val/loss_mean" and cfg.ckpt_path is None and cfg.export is True
     assert cfg.eval.enabled is True and cfg.eval.limit == 100  # evaluated in the loop after training
-    assert cfg.data.data_dir.endswith("stepwise/toy-oracle-ircot/stepwise")
+    assert cfg.stepwise.data_dir.endswith("stepwise/toy-oracle-ircot/stepwise")
     assert "wandb" in cfg.logger and cfg.logger.wandb.offline == "auto"
 
 
@@ -94,16 +95,16 @@ def test_every_model_composes(model):
     assert cfg.model.name_or_path == EXPECTED_MODELS[model]
     if model == "tiny":
         assert cfg.model.tiny.hidden_size == 128 and cfg.model.tiny.num_layers == 4
-        assert cfg.model.lr >= 1e-3 and cfg.trainer.max_epochs == cfg.model.max_epochs
+        assert cfg.training.lr >= 1e-3 and cfg.trainer.max_epochs == cfg.training.max_epochs
     elif model in OFFLINE_MODELS:  # fp32 on CPU, an lr that moves a small model in minutes
-        assert 1e-5 <= cfg.model.lr <= 1e-3 and cfg.trainer.precision == "32-true"
+        assert 1e-5 <= cfg.training.lr <= 1e-3 and cfg.trainer.precision == "32-true"
     else:  # the paper's setup
-        assert cfg.model.lr == pytest.approx(5e-6)
+        assert cfg.training.lr == pytest.approx(5e-6)
         assert cfg.trainer.max_epochs == 2
         assert cfg.trainer.precision == "bf16-mixed"
         assert cfg.module.scheduler._target_.endswith("cosine_with_warmup")
     assert cfg.module.optimizer._partial_ is True
-    assert cfg.module.optimizer.lr == cfg.model.lr
+    assert cfg.module.optimizer.lr == cfg.training.lr
 
 
 def test_local_model_path_override():
@@ -115,12 +116,12 @@ def test_local_model_path_override():
 def test_every_group_option_composes(group, option):
     cfg = validate(compose_train([f"{group}={option}"]))
     OmegaConf.to_container(cfg.trainer, resolve=True)  # interpolations resolve
-    OmegaConf.to_container(cfg.data, resolve=False)
+    OmegaConf.to_container(cfg.stepwise, resolve=False)
 
 
 def test_weighting_lambdas_match_the_paper():
     from steper.distill.weighting import AdaptiveWeighting, FixedWeighting
-    from steper.train import build
+    from steper.instantiate import build
 
     expected = {"uniform": (1.0, 1.0, 1.0), "first": (1.5, 1.0, 0.5), "last": (0.5, 1.0, 1.5)}
     for name, lambdas in expected.items():
@@ -131,7 +132,7 @@ def test_weighting_lambdas_match_the_paper():
 
 
 def test_checkpoint_monitors_val_loss_mean_never_the_total():
-    from steper.train import present
+    from steper.instantiate import present
 
     for option in options("callbacks"):
         cfg = validate(compose_train([f"callbacks={option}"]))
@@ -145,7 +146,7 @@ def test_checkpoint_monitors_val_loss_mean_never_the_total():
 
 
 def test_monitoring_the_weighted_total_is_refused():
-    from steper.train import check_monitors
+    from steper.tasks.train_checks import check_monitors
 
     with pytest.raises(SteperError, match="WEIGHTED total"):
         check_monitors(validate(compose_train(["callbacks.model_checkpoint.monitor=train/loss"])))
@@ -167,14 +168,14 @@ def test_unknown_group_option_lists_the_valid_ones():
 def test_bad_key_or_type_is_a_steper_error():
     with pytest.raises(SteperError, match="trainer"):
         validate(compose_train(["+trainer.max_epoch=3"]))
-    with pytest.raises(SteperError, match="model"):
-        validate(compose_train(["model.lr=fast"]))
-    with pytest.raises(SteperError, match="data"):
-        validate(compose_train(["data.batch_size=many"]))
+    with pytest.raises(SteperError, match="training"):
+        validate(compose_train(["training.lr=fast"]))
+    with pytest.raises(SteperError, match="stepwise"):
+        validate(compose_train(["stepwise.batch_size=many"]))
 
 
 def test_missing_schema_keys_are_not_passed_on():
-    from steper.train import present
+    from steper.instantiate import present
 
     cfg = validate(compose_train(["weighting=uniform"]))
     spec = present(cfg.weighting)
@@ -207,7 +208,7 @@ def test_deepspeed_is_zero3_and_paper_preset():
     assert cfg.model.name == "llama8b" and cfg.model.gradient_checkpointing is True
     assert cfg.trainer.strategy._target_.endswith("DeepSpeedStrategy") and cfg.trainer.devices == 4
     assert cfg.weighting.name == "adaptive" and cfg.method.name == "steper" and cfg.dataset.name == "hotpot"
-    assert cfg.model.lr == pytest.approx(5e-6) and cfg.trainer.max_epochs == 2
+    assert cfg.training.lr == pytest.approx(5e-6) and cfg.trainer.max_epochs == 2
     cfg = validate(compose_train(["experiment=paper_vanilla_llama8b"]))
     assert cfg.method.name == "vanilla" and cfg.model.name == "llama8b"
 
@@ -381,7 +382,7 @@ def test_ddp_children_join_the_job_folder(monkeypatch):
 def test_demo_experiment_is_the_pretrained_student_on_short_toy_passages():
     cfg = validate(compose_train(["experiment=demo"]))
     assert cfg.model.name == "smollm2-135m" and cfg.peft.enabled and cfg.dataset.paragraphs == "facts"
-    assert cfg.retriever.top_k == 2 and cfg.eval.limit == 50 and cfg.model.batch_size <= 4
+    assert cfg.retriever.top_k == 2 and cfg.eval.limit == 50 and cfg.training.batch_size <= 4
     cfg = validate(compose_train(["experiment=demo_tiny"]))
     assert cfg.model.name == "tiny" and cfg.dataset.paragraphs == "full"
 
@@ -390,7 +391,7 @@ def test_toy_fidelity_sweep_trains_on_three_worlds_and_tests_on_an_unseen_one():
     cfg = compose_train(["sweep=toy_fidelity", "seed=2"], hydra=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and dict(cfg.hydra.sweeper.params) == {"seed": "0,1,2"}
     assert cfg.model.name == "smollm2-135m" and cfg.dataset.seed == 100  # the demo's student, world 100
-    assert cfg.data.data_dir.endswith("/stepwise/toy-world2-facts-oracle-ircot/stepwise")
+    assert cfg.stepwise.data_dir.endswith("/stepwise/toy-world2-facts-oracle-ircot/stepwise")
     r = subprocess.run(
         [sys.executable, "train.py", "sweep=toy_fidelity", "method=vanilla", "weighting=uniform", "--cfg", "job"],
         cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -1,4 +1,4 @@
-"""Answer metrics (method.md §6): EM, F1 (HotpotQA's yes/no rule) and Acc, max over gold aliases.
+"""Answer metrics (docs/method.md §6): EM, F1 (HotpotQA's yes/no rule) and Acc, max over gold aliases.
 
 All three compare SQuAD-normalized strings (`normalize_answer`). Metrics live in the `METRICS`
 registry, `name -> fn(prediction, gold) -> float` on raw strings; `score` takes each one's max over

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steper.evaluation.run import metrics_from_predictions, strip_timing_metrics
+from steper.evaluation.predictions import metrics_from_predictions, strip_timing_metrics
 from steper.reasoning.loop import strip_timings
 from tests.conftest import subprocess_env  # noqa: E402
 
@@ -69,7 +69,7 @@ def _evaluate(tmp: Path, cache: Path, *extra: str) -> dict:
     from hydra import compose, initialize_config_dir
 
     from steper.config import validate
-    from steper.evaluation.run import evaluate_run
+    from steper.tasks.evaluate import evaluate_run
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("evaluate", overrides=[*_overrides(tmp, cache, *extra), f"paths.output_dir={tmp}/run"])
@@ -114,7 +114,8 @@ def test_oracle_end_to_end_through_the_cli(tmp_path, cache_dir):
     assert csv == [f"CSV: toy,test,oracle,ircot,multistep,60,{metrics['em']:.2f},{metrics['f1']:.2f},{metrics['acc']:.2f},"
                    f"{metrics['latency_s']['mean']:.4f}"]  # fmt: skip
     run = json.loads((out / "run.json").read_text())
-    assert run["target"]["label"] == "oracle" and run["new_rows"] == 60 and run["n_demos"] == 0
+    assert run["job"] == "evaluate" and run["status"] == "done"
+    assert run["model"]["display"] == "oracle" and run["data"]["run"]["new_rows"] == 60 and run["data"]["n_demos"] == 0
     assert list((out / "wandb").glob("offline-run-*")), "no offline W&B run"
 
 
@@ -150,13 +151,13 @@ def test_tiny_model_as_hf_and_as_exported_student(tmp_path, cache_dir, noisy_dir
     assert strip_timing_metrics(m2) == strip_timing_metrics(m)  # the same weights: the same predictions
     assert _comparable(_rows(tmp_path / "st" / "out")) == _comparable(rows)
     run = json.loads((tmp_path / "st" / "out" / "run.json").read_text())
-    assert run["target"]["label"] == "tiny-vanilla-uniform" and run["target"]["kind"] == "student"
-    assert run["n_demos"] == 0 and run["config"]["target"]["max_new_tokens"] == 8
+    assert run["model"]["display"] == "tiny-vanilla-uniform" and run["model"]["kind"] == "student"
+    assert run["data"]["n_demos"] == 0 and run["config"]["target"]["max_new_tokens"] == 8
 
     # an ICL target (hf, openai) gets the framework's demonstrations unless n_demos says otherwise
     _evaluate(tmp_path / "icl", cache_dir, *hf, "limit=1", "target.max_context=4096")
     (row,) = _rows(tmp_path / "icl" / "out")
-    assert json.loads((tmp_path / "icl" / "out" / "run.json").read_text())["n_demos"] == 3
+    assert json.loads((tmp_path / "icl" / "out" / "run.json").read_text())["data"]["n_demos"] == 3
     assert row["trace"]["steps"][0]["shown"] > 0
 
 
@@ -194,4 +195,4 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache_dir, noisy_di
     assert strip_timing_metrics(resumed) == strip_timing_metrics(full)
     assert _comparable(_rows(part / "out")) == _comparable(_rows(tmp_path / "full" / "out"))
     run = json.loads((part / "out" / "run.json").read_text())
-    assert run["resumed_rows"] == done and run["new_rows"] == 8 - done
+    assert run["data"]["run"]["resumed_rows"] == done and run["data"]["run"]["new_rows"] == 8 - done

@@ -11,12 +11,8 @@ import pytest
 import torch
 
 from steper.errors import SteperError
-from steper.evaluation.run import (
-    evaluate_generator,
-    metrics_from_predictions,
-    prediction_row,
-    strip_timing_metrics,
-)
+from steper.evaluation.predictions import metrics_from_predictions, prediction_row, strip_timing_metrics
+from steper.evaluation.runner import evaluate_generator
 from steper.reasoning.loop import strip_timings
 
 TOY = {

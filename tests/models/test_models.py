@@ -163,7 +163,7 @@ def test_model_options_compose_and_name_their_registry_entry(name):
 
     cfg = compose_cfg("train", [f"model={name}"], REPO / "outputs" / "unused")
     assert cfg.model.name == name and find(cfg.model.name_or_path) is REGISTRY[name]
-    assert cfg.trainer.precision == "32-true" and cfg.model.lr > 0
+    assert cfg.trainer.precision == "32-true" and cfg.training.lr > 0
 
 
 def test_unknown_model_option_lists_the_choices(tmp_path):

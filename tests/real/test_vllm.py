@@ -162,7 +162,7 @@ def test_evaluate_with_the_vllm_target_agrees_with_hf(tmp_path, cache_dir, serve
     t_vllm = time.monotonic() - t0
     vllm_rows = _rows(tmp_path / "vllm" / "out")
     run = json.loads((tmp_path / "vllm" / "out" / "run.json").read_text())
-    assert run["target"]["kind"] == "openai" and run["generator_stats"]["failures"] == 0
+    assert run["model"]["kind"] == "openai" and run["data"]["run"]["generator_stats"]["failures"] == 0
 
     t0 = time.monotonic()
     _evaluate(
