@@ -118,36 +118,44 @@ class FrameworkConfig:
 
 
 @dataclass
-class GenerateDataOptions:
+class QuestionLoopOptions:
+    """What every job that runs the loop over a split's questions has (docs in its yaml)."""
+
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int = 32
+    progress: bool = True
+    retry_errors: bool = True
+
+
+@dataclass
+class GenerateDataOptions(QuestionLoopOptions):
     """generate_data.py's own top-level options (conf/generate_data.yaml)."""
 
     task_name: str = "generate_data"
     split: str = "train"
-    limit: int | None = None
     filter: str = "em"
     val_fraction: float = 0.1
     seed: int = 0
-    batch_size: int = 32
     max_failure_rate: float = 0.05
-    retry_errors: bool = True
     out_dir: str = MISSING
-    progress: bool = True
     trace_delay_s: float = 0.0
 
 
 @dataclass
-class EvaluateOptions:
-    """evaluate.py's own top-level options (conf/evaluate.yaml, conf/eval/default.yaml)."""
+class EvalLoopOptions(QuestionLoopOptions):
+    """The evaluation loop's settings (conf/eval/default.yaml)."""
+
+    mode: str = "multistep"
+    n_demos: int | None = None
+
+
+@dataclass
+class EvaluateOptions(EvalLoopOptions):
+    """evaluate.py's own top-level options (conf/evaluate.yaml + conf/eval/default.yaml)."""
 
     task_name: str = "evaluate"
-    split: str = "test"
-    limit: int | None = None
-    mode: str = "multistep"
-    batch_size: int = 32
-    n_demos: int | None = None
     out_dir: str = MISSING
-    progress: bool = True
-    retry_errors: bool = True
     tags: list[str] = field(default_factory=list)
     row_delay_s: float = 0.0
 
@@ -231,63 +239,17 @@ class PeftConfig:
 class ModuleConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
     weighting_lr: float | None = None
-
-
-@dataclass
-class TrainerConfig:
-    """lightning.pytorch.Trainer's arguments (logger and callbacks come from their own groups)."""
-
-    _target_: str = "lightning.pytorch.Trainer"
-    accelerator: Any = MISSING
-    strategy: Any = MISSING
-    devices: Any = MISSING
-    num_nodes: int = MISSING
-    precision: Any = MISSING
-    fast_dev_run: Any = MISSING
-    max_epochs: int | None = MISSING
-    min_epochs: int | None = MISSING
-    max_steps: int = MISSING
-    min_steps: int | None = MISSING
-    max_time: Any = MISSING
-    limit_train_batches: Any = MISSING
-    limit_val_batches: Any = MISSING
-    limit_test_batches: Any = MISSING
-    limit_predict_batches: Any = MISSING
-    overfit_batches: Any = MISSING
-    val_check_interval: Any = MISSING
-    check_val_every_n_epoch: int | None = MISSING
-    num_sanity_val_steps: int | None = MISSING
-    log_every_n_steps: int | None = MISSING
-    enable_checkpointing: bool | None = MISSING
-    enable_progress_bar: bool | None = MISSING
-    enable_model_summary: bool | None = MISSING
-    accumulate_grad_batches: int = MISSING
-    gradient_clip_val: float | None = MISSING
-    gradient_clip_algorithm: str | None = MISSING
-    deterministic: Any = MISSING
-    benchmark: bool | None = MISSING
-    inference_mode: bool = MISSING
-    use_distributed_sampler: bool = MISSING
-    profiler: Any = MISSING
-    detect_anomaly: bool = MISSING
-    barebones: bool = MISSING
-    plugins: Any = MISSING
-    sync_batchnorm: bool = MISSING
-    reload_dataloaders_every_n_epochs: int = MISSING
-    default_root_dir: str | None = MISSING
 
 
 @dataclass
 class WandbConfig:
     _target_: str = "lightning.pytorch.loggers.WandbLogger"
+    tags: list[str] = field(default_factory=list)
     project: str = "steper"
     entity: str | None = None
     name: str | None = None
     group: str | None = None
-    tags: list[str] = field(default_factory=list)
     save_dir: str = MISSING
     offline: Any = "auto"  # auto | true | false
     log_model: Any = False
@@ -297,34 +259,11 @@ class WandbConfig:
 
 
 @dataclass
-class LoggerConfig:
-    wandb: WandbConfig | None = MISSING
-    csv: Any = MISSING
-    tensorboard: Any = MISSING
-
-
-@dataclass
-class CallbacksConfig:
-    model_checkpoint: Any = MISSING
-    trainable_only: Any = MISSING
-    lr_monitor: Any = MISSING
-    progress_bar: Any = MISSING
-    early_stopping: Any = MISSING
-    model_summary: Any = MISSING
-
-
-@dataclass
-class TrainEvalConfig:
+class TrainEvalConfig(EvalLoopOptions):
     """train.py's evaluation of the trained student (`eval`): evaluate.py's loop settings
     (conf/eval/default.yaml) plus what only train.py needs."""
 
-    split: str = "test"
     limit: int | None = 100
-    mode: str = "multistep"
-    batch_size: int = 32
-    n_demos: int | None = None
-    progress: bool = True
-    retry_errors: bool = True
     enabled: bool = True
     val_limit: int = 20
     max_new_tokens: int = 64
@@ -343,9 +282,6 @@ SCHEMAS: dict[str, type] = {
     "method": MethodConfig,
     "peft": PeftConfig,
     "module": ModuleConfig,
-    "trainer": TrainerConfig,
-    "logger": LoggerConfig,
-    "callbacks": CallbacksConfig,
     "eval": TrainEvalConfig,
     "framework": FrameworkConfig,
     "teacher": GeneratorConfig,  # generate_data.py
@@ -394,6 +330,38 @@ def check_at_least(key: str, value: Any, low: float, *, optional: bool = False) 
         raise SteperError(f"{key} must be {what}at least {low:g}, got {value}")
 
 
+def validate_instantiables(name: str, node: Any) -> None:
+    """`logger` and `callbacks` are open mappings (add your own: `+callbacks.mine={_target_: ...}`):
+    each entry is null or a node with a `_target_`; W&B's entry is checked against its schema."""
+    for key in node:
+        entry = node[key]
+        if entry is None:
+            continue
+        if not isinstance(entry, DictConfig) or "_target_" not in entry:
+            raise SteperError(
+                f"config `{name}.{key}`: expected null or a node with a `_target_` (the class to build), "
+                f"got {OmegaConf.to_yaml(entry).strip() if OmegaConf.is_config(entry) else entry!r}"
+            )
+    if name == "logger" and node.get("wandb") is not None:
+        validate_section("logger.wandb", node.wandb, WandbConfig)
+
+
+def validate_trainer(node: Any) -> None:
+    """`trainer` holds lightning.pytorch.Trainer's arguments (logger and callbacks come from their
+    own groups): a key that is not one is a SteperError (the types are the Trainer's to check)."""
+    import inspect
+
+    from lightning.pytorch import Trainer
+
+    valid = {"_target_", *inspect.signature(Trainer.__init__).parameters} - {"self", "logger", "callbacks"}
+    unknown = sorted(set(node) - valid)
+    if unknown:
+        raise SteperError(
+            f"config `trainer`: bad key `{unknown[0]}`: not an argument of lightning.pytorch.Trainer. "
+            f"Valid keys of `trainer`: {', '.join(sorted(valid))}"
+        )
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Validate every known section present in `cfg` in place; returns `cfg` for chaining."""
     for name, schema in SCHEMAS.items():
@@ -401,4 +369,9 @@ def validate(cfg: DictConfig) -> DictConfig:
             checked = validate_section(name, cfg[name], schema)
             with open_dict(cfg):
                 cfg[name] = checked
+    for name in ("logger", "callbacks"):
+        if name in cfg and cfg[name] is not None:
+            validate_instantiables(name, cfg[name])
+    if cfg.get("trainer") is not None:
+        validate_trainer(cfg.trainer)
     return cfg

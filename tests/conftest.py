@@ -99,3 +99,54 @@ def compose_cfg(config_name: str, overrides: list[str], run_dir: Path):
         del cfg["hydra"]
     GlobalHydra.instance().clear()
     return cfg
+
+
+def compose_plain(config_name: str, overrides: list[str] | tuple[str, ...] = (), hydra: bool = False):
+    """conf/<config_name>.yaml composed without a Hydra run (`${hydra:...}` left unresolved; the
+    `hydra` node kept with `hydra=True`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra)
+
+
+def _composer(config_name: str):
+    from hydra.core.global_hydra import GlobalHydra
+
+    def make(overrides: list[str], run_dir: Path):
+        return compose_cfg(config_name, overrides, run_dir)
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def cfg_train():
+    """`cfg_train(overrides, run_dir)`: conf/train.yaml as train.py composes it for a run in run_dir."""
+    yield from _composer("train")
+
+
+@pytest.fixture
+def cfg_evaluate():
+    """`cfg_evaluate(overrides, run_dir)`: conf/evaluate.yaml as evaluate.py composes it."""
+    yield from _composer("evaluate")
+
+
+@pytest.fixture
+def cfg_generate_data():
+    """`cfg_generate_data(overrides, run_dir)`: conf/generate_data.yaml as generate_data.py composes it."""
+    yield from _composer("generate_data")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: torch's intra-op threads only add synchronisation (much slower on a busy
+    2-core machine). Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -61,15 +61,6 @@ def _comparable_manifest(path: Path) -> dict:
     return m
 
 
-def _compose(tmp: Path, *overrides: str):
-    """The config `_args(tmp, *overrides)` gives generate_data.py, composed in process."""
-    from hydra import compose, initialize_config_dir
-
-    cli = _args(tmp, *overrides)[2:]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("generate_data", overrides=[*cli, f"paths.output_dir={tmp}/run"])
-
-
 def test_generate_data_toy_oracle(tmp_path):
     from steper.evaluation.metrics import score
 
@@ -112,13 +103,15 @@ def test_generate_data_toy_oracle(tmp_path):
     assert dd["train"].to_list() == train and dd["validation"].to_list() == val
 
 
-def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cfg_generate_data):
     from steper.config import validate
     from steper.tasks.generate_data import generate_data
 
     common = ("limit=40", "retriever.top_k=2", "batch_size=4")
     full = tmp_path / "full"
-    generate_data(validate(_compose(full, *common)))  # uninterrupted, in process
+    generate_data(
+        validate(cfg_generate_data(_args(full, *common)[2:], full / "run"))
+    )  # uninterrupted, in process
 
     part = tmp_path / "part"
     traces_path = _out(part) / "traces.jsonl"
@@ -147,7 +140,9 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     with open(traces_path, "ab") as f:  # as if killed in the middle of a line
         f.write(b'{"qid": "toy0-train-000')
 
-    m = generate_data(validate(_compose(part, *common)))  # the rerun resumes
+    m = generate_data(
+        validate(cfg_generate_data(_args(part, *common)[2:], part / "run"))
+    )  # the rerun resumes
     a, b = _out(full), _out(part)
     for name in ("stepwise/train.jsonl", "stepwise/validation.jsonl"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -158,11 +153,13 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
 
     # a rerun of a finished job does no work and changes nothing
     before = (b / "stepwise/train.jsonl").read_bytes()
-    m = generate_data(validate(_compose(part, *common)))
+    m = generate_data(validate(cfg_generate_data(_args(part, *common)[2:], part / "run")))
     assert m["run"]["new_traces"] == 0 and (b / "stepwise/train.jsonl").read_bytes() == before
     # ... and one with a different setting into the same folder is refused
     with pytest.raises(SteperError, match="different setting"):
-        generate_data(validate(_compose(part, "limit=40", "retriever.top_k=3")))
+        generate_data(
+            validate(cfg_generate_data(_args(part, "limit=40", "retriever.top_k=3")[2:], part / "run"))
+        )
 
 
 @pytest.mark.parametrize("group,bad", [("teacher", "nope"), ("framework", "react")])
@@ -186,11 +183,13 @@ def test_steper_error_is_one_line_without_traceback(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_selfask_with_oracle(tmp_path):
+def test_selfask_with_oracle(tmp_path, cfg_generate_data):
     from steper.config import validate
     from steper.tasks.generate_data import generate_data
 
-    m = generate_data(validate(_compose(tmp_path, "framework=selfask", "limit=20")))
+    m = generate_data(
+        validate(cfg_generate_data(_args(tmp_path, "framework=selfask", "limit=20")[2:], tmp_path / "run"))
+    )
     assert m["config"]["framework"]["max_steps"] == 10
     assert m["teacher"]["em"] == m["retrieval"]["all_gold_found"] > 0
     train = _jsonl(_out(tmp_path, "selfask") / "stepwise" / "train.jsonl")
@@ -222,14 +221,14 @@ class _Flaky:
         pass
 
 
-def test_failures_raise_after_writing_and_are_retried(tmp_path, monkeypatch):
+def test_failures_raise_after_writing_and_are_retried(tmp_path, monkeypatch, cfg_generate_data):
     import steper.generators as generators
     from steper.config import validate
     from steper.generators.oracle import OracleGenerator
     from steper.tasks.generate_data import generate_data
 
     monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=True))
-    cfg = validate(_compose(tmp_path, "limit=20"))
+    cfg = validate(cfg_generate_data(_args(tmp_path, "limit=20")[2:], tmp_path / "run"))
     with pytest.raises(SteperError, match="max_failure_rate"):
         generate_data(cfg)
     out = _out(tmp_path)
@@ -239,10 +238,43 @@ def test_failures_raise_after_writing_and_are_retried(tmp_path, monkeypatch):
 
     # tolerated under a higher threshold
     monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=True))
-    generate_data(validate(_compose(tmp_path, "limit=20", "max_failure_rate=0.6")))
+    generate_data(
+        validate(cfg_generate_data(_args(tmp_path, "limit=20", "max_failure_rate=0.6")[2:], tmp_path / "run"))
+    )
 
     # a rerun with a working teacher retries exactly the failed questions
     monkeypatch.setattr(generators, "build_generator", lambda cfg: _Flaky(OracleGenerator(), fail=False))
-    m = generate_data(validate(_compose(tmp_path, "limit=20")))
+    m = generate_data(validate(cfg_generate_data(_args(tmp_path, "limit=20")[2:], tmp_path / "run")))
     assert m["run"]["new_traces"] == 10 and m["failures"]["failed_requests"] == 0
     assert len(_jsonl(out / "traces.jsonl")) == 20
+
+
+class _AlwaysWrong(_Flaky):
+    """The oracle's reasoning, but every answer step names nobody."""
+
+    def generate(self, requests):
+        out = self.base.generate(requests)
+        return ["So the answer is: Nobody Atall." if o and "answer is" in o else o for o in out]
+
+
+def test_teacher_that_is_always_wrong_fails_with_why(tmp_path, monkeypatch, cfg_generate_data):
+    """No trace correct = no training data: the job says so (exit 2 from the CLI), not a silent
+    success with empty step-wise files."""
+    import steper.generators as generators
+    from steper.config import validate
+    from steper.generators.oracle import OracleGenerator
+    from steper.tasks.generate_data import generate_data
+
+    monkeypatch.setattr(generators, "build_generator", lambda cfg: _AlwaysWrong(OracleGenerator(), fail=False))
+    cfg = validate(cfg_generate_data(_args(tmp_path, "limit=12")[2:], tmp_path / "run"))
+    with pytest.raises(SteperError, match=r"none of the 12 teacher traces was correct.*filter=acc"):
+        generate_data(cfg)
+    card = json.loads((_out(tmp_path) / "run.json").read_text())
+    assert card["status"] == "failed" and "none of the 12" in card["error"]
+
+
+def test_option_of_the_wrong_type_is_one_line(tmp_path):
+    r = _run(tmp_path, "limit=abc")
+    assert r.returncode == 2, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "limit=abc" in errors[0] and "Traceback" not in r.stderr

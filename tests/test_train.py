@@ -67,8 +67,8 @@ def stepwise_rows(n_questions: int, *, mid: bool = True) -> list[dict]:
         final = f"So the answer is: {c} Town."
         qid = f"q{q}"
 
-        def row(task: str, step: int | None, passages: list, prefix: str, target: str) -> dict:
-            return {"qid": qid, "task": task, "step": step, "question": question, "passages": passages,
+        def row(task: str, step: int | None, passages: list, prefix: str, target: str, qid=qid, q=question):
+            return {"qid": qid, "task": task, "step": step, "question": q, "passages": passages,
                     "demos": "", "prefix": prefix, "target": target}  # fmt: skip
 
         rows.append(row("first", 1, p1, "", steps[0]))

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from steper.config import validate
 from steper.errors import SteperError
+from tests.conftest import compose_plain
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -42,10 +42,8 @@ def options(group: str) -> list[str]:
 def compose_train(overrides: list[str] | None = None, hydra: bool = False):
     """Compose conf/train.yaml; `paths.output_dir` (Hydra's run dir at run time) is set to a path
     that is never written, so that interpolations resolve outside a Hydra run."""
-    GlobalHydra.instance().clear()
     overrides = ["paths.output_dir=/nonexistent/steper-compose-test", *(overrides or [])]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=hydra)
+    return compose_plain("train", overrides, hydra=hydra)
 
 
 def has_plugin(name: str) -> bool:

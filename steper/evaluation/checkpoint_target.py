@@ -8,20 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from steper.errors import SteperError
-from steper.evaluation.target_loading import (
-    ADAPTER_CONFIG,
-    EXPORT_META,
-    Target,
-    _expand,
-    _label,
-    _need,
-    _resolve_base,
-    _tokenizer_for,
-    _wrap_hf,
-    check_vocab,
-    load_model,
-    read_export_meta,
-)
+from steper.evaluation import target_loading as base
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +112,7 @@ def _lora_config(opts: dict[str, Any], run_dir: Path, run_cfg: dict[str, Any]) -
     """Where the LoRA settings of a checkpoint come from: (source, dict | peft config)."""
     if opts.get("peft"):
         return "target.peft", dict(opts["peft"])
-    adapter = run_dir / "student" / ADAPTER_CONFIG
+    adapter = run_dir / "student" / base.ADAPTER_CONFIG
     if adapter.is_file():
         from peft import LoraConfig
 
@@ -139,19 +126,19 @@ def _lora_config(opts: dict[str, Any], run_dir: Path, run_cfg: dict[str, Any]) -
     )
 
 
-def load_checkpoint(opts: dict[str, Any], batch_size: int) -> Target:
+def load_checkpoint(opts: dict[str, Any], batch_size: int) -> base.Target:
     """A Lightning checkpoint of train.py on its base model (full fine-tuning or LoRA)."""
-    ckpt = _expand(
-        _need(opts, "ckpt_path", "the Lightning checkpoint, e.g. <train run dir>/checkpoints/last.ckpt")
+    ckpt = base._expand(
+        base._need(opts, "ckpt_path", "the Lightning checkpoint, e.g. <train run dir>/checkpoints/last.ckpt")
     )
     state = read_checkpoint_state(ckpt)
     run_dir = _run_dir_of(ckpt)
     run_cfg = _run_config(run_dir)
-    meta = read_export_meta(run_dir / "student")
+    meta = base.read_export_meta(run_dir / "student")
 
     base_ref, where = opts.get("base_model"), "target.base_model"
     if not base_ref and meta.get("base_model"):
-        base_ref, where = meta["base_model"], str(run_dir / "student" / EXPORT_META)
+        base_ref, where = meta["base_model"], str(run_dir / "student" / base.EXPORT_META)
     if not base_ref:
         name = (
             (run_cfg.get("model") or {}).get("name_or_path")
@@ -165,10 +152,10 @@ def load_checkpoint(opts: dict[str, Any], batch_size: int) -> Target:
             f"target=checkpoint needs target.base_model: the model {ckpt.name} was trained from "
             "(an HF id or local directory; for model=tiny the folder under <paths.cache_dir>/tiny/)"
         )
-    base_src = _resolve_base(str(base_ref), where)
-    model, base_tok = load_model(base_src, dtype=opts.get("dtype", "auto"), device=opts.get("device", "auto"))
-    tokenizer, tok_src = _tokenizer_for(opts, base_src, base_tok)
-    check_vocab(model, tokenizer, base_src, tok_src)
+    base_src = base._resolve_base(str(base_ref), where)
+    model, base_tok = base.load_model(base_src, dtype=opts.get("dtype", "auto"), device=opts.get("device", "auto"))
+    tokenizer, tok_src = base._tokenizer_for(opts, base_src, base_tok)
+    base.check_vocab(model, tokenizer, base_src, tok_src)
 
     lora = any(".lora_" in k or k.startswith("lora_") for k in state)
     info: dict[str, Any] = {
@@ -194,6 +181,6 @@ def load_checkpoint(opts: dict[str, Any], batch_size: int) -> Target:
     else:
         _load_into(model, state, ckpt, base_src, lora=False)
     model.eval()
-    generator = _wrap_hf(model, tokenizer, opts, batch_size)
-    label = opts.get("label") or _label(run_dir.name, ckpt.stem)
-    return Target(generator, label, info, demos=False)
+    generator = base._wrap_hf(model, tokenizer, opts, batch_size)
+    label = opts.get("label") or base._label(run_dir.name, ckpt.stem)
+    return base.Target(generator, label, info, demos=False)

@@ -29,7 +29,7 @@ from typing import Any
 
 from steper.errors import SteperError
 from steper.evaluation.checkpoint_target import load_checkpoint
-from steper.evaluation.target_loading import (  # noqa: F401 - re-exported
+from steper.evaluation.target_loading import (
     ADAPTER_CONFIG,
     EXPORT_META,
     GEN_KEYS,
@@ -37,7 +37,6 @@ from steper.evaluation.target_loading import (  # noqa: F401 - re-exported
     TARGETS,
     Target,
     _expand,
-    _gen_opts,
     _has_tokenizer,
     _label,
     _need,
@@ -46,7 +45,6 @@ from steper.evaluation.target_loading import (  # noqa: F401 - re-exported
     _wrap_hf,
     check_vocab,
     load_model,
-    load_tokenizer,
     read_export_meta,
 )
 from steper.plain import to_plain

@@ -200,7 +200,8 @@ def _rel(path: Any, root: Path) -> str:
 
 
 def build_module(cfg: DictConfig, model: Any, weighting: Any, tokenizer: Any, dm: Any) -> Any:
-    """The LightningModule: the student, its weighting, optimizer and schedule (`module.*`), and
+    """The LightningModule: the student, its weighting, optimizer and schedule (`module.*`, the
+    warm-up and weight decay of `training.*`), and
     the answer evaluation at each validation (`eval.val_limit`)."""
     from steper.distill.module import StepwiseDistillationModule
     from steper.tasks.train_eval import ValidationAnswers
@@ -211,8 +212,8 @@ def build_module(cfg: DictConfig, model: Any, weighting: Any, tokenizer: Any, dm
         weighting,
         optimizer=build(mcfg["optimizer"]),
         scheduler=build(mcfg["scheduler"]) if mcfg.get("scheduler") else None,
-        warmup_ratio=float(mcfg.get("warmup_ratio", 0.03)),
-        weight_decay=float(mcfg.get("weight_decay", 0.0)),
+        warmup_ratio=float(cfg.training.warmup_ratio),
+        weight_decay=float(cfg.training.weight_decay),
         weighting_lr=mcfg.get("weighting_lr"),
     )
     module.tokenizer = tokenizer

@@ -16,16 +16,9 @@ from steper.distill.weighting import AdaptiveWeighting, FixedWeighting
 from steper.errors import SteperError
 from steper.io import write_jsonl
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = {"vocab_size": 384, "hidden_size": 64, "num_layers": 2, "intermediate_size": 128}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (10x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def stepwise_rows(n: int, seed: int, tasks=("first", "mid", "final")) -> list[dict]:

@@ -11,16 +11,9 @@ from steper.constants import STEP_TASKS
 from steper.distill.weighting import PRESETS, AdaptiveWeighting, FixedWeighting
 from steper.errors import SteperError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LOSSES = torch.tensor([2.0, 3.0, 0.5])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (10x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("name", ["uniform", "first", "last"])

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from steper.evaluation.predictions import metrics_from_predictions, strip_timing_metrics
 from steper.reasoning.loop import strip_timings
 from tests.conftest import subprocess_env  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[2]
 # the tiny model on CPU: few, short steps and short prompts keep it fast
@@ -25,15 +26,6 @@ TINY_OPTS = (
     "target.max_context=256",
     "target.dtype=float32",
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: torch's thread pool only costs time (a lot on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +56,12 @@ def _run(tmp: Path, cache: Path, *extra: str, timeout: int = 120) -> subprocess.
     return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _evaluate(tmp: Path, cache: Path, *extra: str) -> dict:
+def _evaluate_with(cfg_evaluate, tmp: Path, cache: Path, *extra: str) -> dict:
     """evaluate.py's work in process (the same config the CLI composes)."""
-    from hydra import compose, initialize_config_dir
-
     from steper.config import validate
     from steper.tasks.evaluate import evaluate_run
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[*_overrides(tmp, cache, *extra), f"paths.output_dir={tmp}/run"])
-    return evaluate_run(validate(cfg))
+    return evaluate_run(validate(cfg_evaluate(_overrides(tmp, cache, *extra), tmp / "run")))
 
 
 def _rows(out: Path) -> list[dict]:
@@ -115,7 +103,11 @@ def test_oracle_end_to_end_through_the_cli(tmp_path, cache_dir):
                    f"{metrics['latency_s']['mean']:.4f}"]  # fmt: skip
     run = json.loads((out / "run.json").read_text())
     assert run["job"] == "evaluate" and run["status"] == "done"
-    assert run["model"]["display"] == "oracle" and run["data"]["run"]["new_rows"] == 60 and run["data"]["n_demos"] == 0
+    assert (
+        run["model"]["display"] == "oracle"
+        and run["data"]["run"]["new_rows"] == 60
+        and run["data"]["n_demos"] == 0
+    )
     assert list((out / "wandb").glob("offline-run-*")), "no offline W&B run"
 
 
@@ -125,11 +117,13 @@ def test_missing_student_path_is_one_clear_line(tmp_path, cache_dir):
     assert "error: target=student needs target.path" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_tiny_model_as_hf_and_as_exported_student(tmp_path, cache_dir, noisy_dir):
+def test_tiny_model_as_hf_and_as_exported_student(tmp_path, cache_dir, noisy_dir, cfg_evaluate):
     import shutil
 
     hf = ("target=hf", f"target.model_name_or_path={noisy_dir}", "limit=6", *TINY_OPTS)
-    m = _evaluate(tmp_path / "hf", cache_dir, *hf, "n_demos=0")  # hf targets get few-shot demos by default
+    m = _evaluate_with(
+        cfg_evaluate, tmp_path / "hf", cache_dir, *hf, "n_demos=0"
+    )  # hf targets get few-shot demos by default
     rows = _rows(tmp_path / "hf" / "out")
     assert len(rows) == 6 and m["n"] == 6 and m == metrics_from_predictions(rows)
     assert m["no_answer"] == sum(r["prediction"] is None for r in rows)
@@ -145,8 +139,14 @@ def test_tiny_model_as_hf_and_as_exported_student(tmp_path, cache_dir, noisy_dir
         "peft": False,
     }
     (student / "steper_export.json").write_text(json.dumps({**meta, "dataset": "toy"}))
-    m2 = _evaluate(
-        tmp_path / "st", cache_dir, "target=student", f"target.path={student}", "limit=6", *TINY_OPTS
+    m2 = _evaluate_with(
+        cfg_evaluate,
+        tmp_path / "st",
+        cache_dir,
+        "target=student",
+        f"target.path={student}",
+        "limit=6",
+        *TINY_OPTS,
     )
     assert strip_timing_metrics(m2) == strip_timing_metrics(m)  # the same weights: the same predictions
     assert _comparable(_rows(tmp_path / "st" / "out")) == _comparable(rows)
@@ -155,15 +155,15 @@ def test_tiny_model_as_hf_and_as_exported_student(tmp_path, cache_dir, noisy_dir
     assert run["data"]["n_demos"] == 0 and run["config"]["target"]["max_new_tokens"] == 8
 
     # an ICL target (hf, openai) gets the framework's demonstrations unless n_demos says otherwise
-    _evaluate(tmp_path / "icl", cache_dir, *hf, "limit=1", "target.max_context=4096")
+    _evaluate_with(cfg_evaluate, tmp_path / "icl", cache_dir, *hf, "limit=1", "target.max_context=4096")
     (row,) = _rows(tmp_path / "icl" / "out")
     assert json.loads((tmp_path / "icl" / "out" / "run.json").read_text())["data"]["n_demos"] == 3
     assert row["trace"]["steps"][0]["shown"] > 0
 
 
-def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache_dir, noisy_dir):
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache_dir, noisy_dir, cfg_evaluate):
     common = ("target=hf", f"target.model_name_or_path={noisy_dir}", "limit=8", "batch_size=1", *TINY_OPTS)
-    full = _evaluate(tmp_path / "full", cache_dir, *common)  # uninterrupted, in process
+    full = _evaluate_with(cfg_evaluate, tmp_path / "full", cache_dir, *common)  # uninterrupted, in process
 
     part = tmp_path / "part"
     pred = part / "out" / "predictions.jsonl"
@@ -191,7 +191,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache_dir, noisy_di
     done = pred.read_text().count("\n")  # complete rows (a torn last line is cut on resume)
     assert 2 <= done < 8 and not (part / "out" / "metrics.json").exists()
 
-    resumed = _evaluate(part, cache_dir, *common)  # the same out_dir: continues
+    resumed = _evaluate_with(cfg_evaluate, part, cache_dir, *common)  # the same out_dir: continues
     assert strip_timing_metrics(resumed) == strip_timing_metrics(full)
     assert _comparable(_rows(part / "out")) == _comparable(_rows(tmp_path / "full" / "out"))
     run = json.loads((part / "out" / "run.json").read_text())

@@ -15,6 +15,8 @@ from steper.evaluation.predictions import metrics_from_predictions, prediction_r
 from steper.evaluation.runner import evaluate_generator
 from steper.reasoning.loop import strip_timings
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOY = {
     "name": "toy",
     "format": "toy",
@@ -32,15 +34,6 @@ FAST = {"max_new_tokens": 8, "max_context": 256}
 # ----------------------------------------------------------------------------------------------
 # fixtures
 # ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: torch's thread pool only costs time (a lot on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

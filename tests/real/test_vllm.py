@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import subprocess_env
-from tests.evaluation.test_evaluate_cli import _evaluate, _rows
+from tests.conftest import compose_plain, subprocess_env
+from tests.evaluation.test_evaluate_cli import _evaluate_with, _rows
 from tests.evaluation.test_evaluate_cli import _run as _run_evaluate
 from tests.real.vllm_server import SERVE, VLLMServer
 
@@ -117,12 +117,9 @@ def _one_error_line(stderr: str) -> str:
 
 def _toy_qids(split: str, n: int) -> list[str]:
     """The first `n` question ids of the toy world's `split` (what `limit=n` runs)."""
-    from hydra import compose, initialize_config_dir
-
     from steper.data import load_questions
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["dataset=toy"])
+    cfg = compose_plain("evaluate", ["dataset=toy"])
     return [q.qid for q in load_questions(cfg.dataset, split)[:n]]
 
 
@@ -144,7 +141,7 @@ def test_generate_data_with_the_vllm_teacher(tmp_path, cache_dir, server, smollm
     print(f"generate_data.py teacher=openai, {N_QUESTIONS} questions: {time.monotonic() - t0:.1f} s")
 
 
-def test_evaluate_with_the_vllm_target_agrees_with_hf(tmp_path, cache_dir, server, smollm2_dir):
+def test_evaluate_with_the_vllm_target_agrees_with_hf(tmp_path, cache_dir, server, smollm2_dir, cfg_evaluate):
     """evaluate.py target=openai through the CLI, then target=hf in process on the same questions:
     greedy, float32 on both sides, the same prompts: the same reasoning, step by step."""
     t0 = time.monotonic()
@@ -165,7 +162,8 @@ def test_evaluate_with_the_vllm_target_agrees_with_hf(tmp_path, cache_dir, serve
     assert run["model"]["kind"] == "openai" and run["data"]["run"]["generator_stats"]["failures"] == 0
 
     t0 = time.monotonic()
-    _evaluate(
+    _evaluate_with(
+        cfg_evaluate,
         tmp_path / "hf",
         cache_dir,
         "target=hf",
