@@ -294,6 +294,11 @@ def _assert_same_csv_history(whole_dir: Path, make_cfg, common: list[str]) -> No
                 assert g[k] == w[k], (k, g, w)
             else:
                 assert float(g[k]) == pytest.approx(float(w[k]), rel=1e-4, abs=1e-7), (k, g, w)
+    # ... and the report shows the resumed run's training table (from its run card's where.history)
+    from steper.report import make_report
+
+    report = make_report([run_dir], run_dir.parent / "report-killed", plots=False)
+    assert len(report.tables["training"].rows) == 1, report.problems
 
 
 def _fake_row(run_dir: Path) -> str:
