@@ -161,7 +161,7 @@ class EvaluateOptions(EvalLoopOptions):
 
 
 # ---- train.py (conf/train.yaml). Fields default to MISSING ("???") where an option's file may
-# leave them out, so validation checks names and types without injecting keys; `steper.train`
+# leave them out, so validation checks names and types without injecting keys; `steper.instantiate`
 # drops missing keys before instantiating.
 
 

@@ -266,6 +266,59 @@ def test_resume_from_last_continues_exactly(make_cfg):
     assert m_resumed["sigma/mid"] == pytest.approx(m_whole["sigma/mid"], rel=1e-5)
 
 
+@pytest.mark.slow
+def test_sigkill_then_resume_keeps_the_csv_history_whole(tmp_path, stepwise_dir, tiny_cache):
+    """train.py killed with SIGKILL mid-training, then the same command + ckpt_path=last: its
+    csv/metrics.csv holds the rows of an uninterrupted run (timing columns aside)."""
+    import signal
+    import time
+
+    common = [
+        *train_overrides(stepwise_dir, tiny_cache), f"paths.root_dir={tmp_path}", "stepwise.limit_train=8",
+        "weighting=adaptive", "module.scheduler={_target_: steper.distill.module.constant_with_warmup, _partial_: true}",
+        "training.max_epochs=-1", "trainer.max_steps=40", "export=false", "logger=csv",
+    ]  # fmt: skip
+
+    def train(run_dir: Path, *extra: str, wait: bool = True):
+        cmd = [sys.executable, "train.py", *common, f"hydra.run.dir={run_dir}", *extra]
+        if wait:
+            r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, r.stderr[-3000:]
+            return None
+        return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+
+    killed = tmp_path / "killed"
+    proc = train(killed, wait=False)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "checkpoints" / "last.ckpt").is_file() and (killed / "csv" / "metrics.csv").is_file():
+            if len(_csv_rows(killed)) >= 25:
+                break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("training finished before it could be killed")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    train(killed, "ckpt_path=last")
+    train(tmp_path / "whole")
+    got, want = _csv_rows(killed), _csv_rows(tmp_path / "whole")
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    _assert_rows_equal(got, want)
+
+
+def _assert_rows_equal(got: list[dict[str, str]], want: list[dict[str, str]]) -> None:
+    assert [r.keys() for r in got] == [r.keys() for r in want]
+    for g, w in zip(got, want):
+        for k in w:
+            if k.endswith(("_per_s", "_s")):  # speed, not training: differs between any two runs
+                continue
+            if w[k] == "" or g[k] == "":
+                assert g[k] == w[k], (k, g, w)
+            else:
+                assert float(g[k]) == pytest.approx(float(w[k]), rel=1e-4, abs=1e-7), (k, g, w)
+
+
 def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
     import csv
 
@@ -283,17 +336,7 @@ def _assert_same_csv_history(whole_dir: Path, make_cfg, common: list[str]) -> No
         f.write(_fake_row(run_dir) + "\n")
     resumed = make_cfg(*common, "logger=csv", "trainer.max_steps=4", "ckpt_path=last", name="killed")
     run_train(resumed)
-    got, want = _csv_rows(run_dir), _csv_rows(whole_dir)
-    assert [r.keys() for r in got] == [r.keys() for r in want]
-    for g, w in zip(got, want):
-        assert g.keys() == w.keys()
-        for k in w:
-            if k.endswith(("_per_s", "_s")):  # speed, not training: differs between any two runs
-                continue
-            if w[k] == "" or g[k] == "":
-                assert g[k] == w[k], (k, g, w)
-            else:
-                assert float(g[k]) == pytest.approx(float(w[k]), rel=1e-4, abs=1e-7), (k, g, w)
+    _assert_rows_equal(_csv_rows(run_dir), _csv_rows(whole_dir))
     # ... and the report shows the resumed run's training table (from its run card's where.history)
     from steper.report import make_report
 

@@ -22,7 +22,6 @@ _NOT_VARIANT_PREFIX = (
     "dataset.",
     "target.",
     "teacher.",
-    "data.data_dir",
     "stepwise.data_dir",
 )
 

@@ -203,18 +203,7 @@ def test_wandb_columns_map_onto_card_fields():
 def test_wandb_bad_number_names_the_column(tmp_path):
     path = _write_csv(
         tmp_path / "export.csv",
-        [
-            "Name",
-            "State",
-            "dataset",
-            "model",
-            "method",
-            "weighting",
-            "seed",
-            "test/acc",
-            "test/em",
-            "test/f1",
-        ],
+        "Name State dataset model method weighting seed test/acc test/em test/f1".split(),
         [["run-a", "finished", "hotpot", "llama8b", "steper", "uniform", "0", "58.4", "abc", "inf"]],
     )
     (r,), problems = read_wandb_csv(path)
