@@ -20,7 +20,8 @@ from tests.conftest import REPO_ROOT, compose_cfg, subprocess_env
 TOY = ["dataset=toy", "retriever.top_k=2"]
 
 
-def run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+def run(cmd: list[str], timeout: int = 600, ok: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run an entry point; it must succeed, or fail with exit 2 and one of the `ok` messages."""
     r = subprocess.run(
         [sys.executable, *cmd],
         cwd=REPO_ROOT,
@@ -29,7 +30,8 @@ def run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
-    assert r.returncode == 0, r.stderr[-4000:]
+    expected_error = r.returncode == 2 and any(m in r.stderr for m in ok)
+    assert r.returncode == 0 or expected_error, r.stderr[-4000:]
     return r
 
 
@@ -174,9 +176,11 @@ def test_bf16_autocast_and_gradient_checkpointing_on_cpu(toy_root):
 
 def test_generate_data_with_a_real_hf_teacher(tmp_path):
     root = tmp_path / "gen"
+    # a 135M teacher may get all 3 questions wrong: then the job says so (exit 2) after writing
+    # everything, which is what this plumbing test reads
     run(["generate_data.py", *TOY, "teacher=hf", "teacher.model_name_or_path=smollm2-135m", "limit=3",
          "teacher.max_new_tokens=32", "progress=false", f"paths.root_dir={root}",
-         f"hydra.run.dir={tmp_path / 'gen-run'}"])  # fmt: skip
+         f"hydra.run.dir={tmp_path / 'gen-run'}"], ok=("teacher traces was correct",))  # fmt: skip
     out = root / "data" / "stepwise" / "toy-hf-ircot"
     traces = [json.loads(line) for line in open(out / "traces.jsonl")]
     assert len(traces) == 3 and all(t["steps"] for t in traces)
