@@ -5,20 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from steper.errors import SteperError
-
-
-def present(node: Any) -> Any:
-    """A plain container of `node` resolved, without the keys a schema left missing (`???`)."""
-    if node is None:
-        return None
-    if not OmegaConf.is_config(node):
-        return node
-    if OmegaConf.is_dict(node):
-        return {k: present(node[k]) for k in node if not OmegaConf.is_missing(node, k)}
-    return [present(v) for v in node]
+from steper.plain import to_plain
 
 
 def build(node: Any, *, drop: tuple[str, ...] = (), **kwargs: Any) -> Any:
@@ -29,7 +17,7 @@ def build(node: Any, *, drop: tuple[str, ...] = (), **kwargs: Any) -> Any:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    spec = present(node)
+    spec = to_plain(node)
     for key in drop:
         spec.pop(key, None)
     try:

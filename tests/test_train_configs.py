@@ -130,11 +130,11 @@ def test_weighting_lambdas_match_the_paper():
 
 
 def test_checkpoint_monitors_val_loss_mean_never_the_total():
-    from steper.instantiate import present
+    from steper.plain import to_plain
 
     for option in options("callbacks"):
         cfg = validate(compose_train([f"callbacks={option}"]))
-        for name, node in (present(cfg.callbacks) or {}).items():
+        for name, node in (to_plain(cfg.callbacks) or {}).items():
             if node and "monitor" in node:
                 assert node["monitor"] == "val/loss_mean", (option, name)
     cfg = compose_train()
@@ -173,10 +173,10 @@ def test_bad_key_or_type_is_a_steper_error():
 
 
 def test_missing_schema_keys_are_not_passed_on():
-    from steper.instantiate import present
+    from steper.plain import to_plain
 
     cfg = validate(compose_train(["weighting=uniform"]))
-    spec = present(cfg.weighting)
+    spec = to_plain(cfg.weighting)
     assert set(spec) == {"name", "_target_", "lambdas"}
 
 

@@ -62,10 +62,10 @@ def _base_model_name(model) -> str:
 def export_meta(cfg: Any, job: Any, metrics: dict[str, float]) -> dict[str, Any]:
     """`steper_export.json`: how the student was trained (what `target=student` needs to load and
     label it)."""
-    from steper.instantiate import present
+    from steper.plain import to_plain
 
     dm = job.dm
-    peft = present(cfg.peft) if cfg.peft.get("enabled") else None
+    peft = to_plain(cfg.peft) if cfg.peft.get("enabled") else None
     return {
         "base_model": _base_model_name(job.module.model),
         "model": cfg.model.name,

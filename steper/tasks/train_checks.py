@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from steper.errors import SteperError
-from steper.instantiate import present
+from steper.plain import to_plain
 from steper.runcard import CARD_FILE
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ TOTAL_LOSS_KEYS = ("train/loss", "loss")
 def check_monitors(cfg: DictConfig) -> None:
     """No callback may monitor the weighted total (it can be negative and is not comparable
     between weightings): monitor val/loss_mean or a per-task loss."""
-    for name, node in (present(cfg.get("callbacks")) or {}).items():
+    for name, node in (to_plain(cfg.get("callbacks")) or {}).items():
         if isinstance(node, dict) and node.get("monitor") in TOTAL_LOSS_KEYS:
             raise SteperError(
                 f"callbacks.{name}.monitor={node['monitor']} is the WEIGHTED total loss (negative at times "

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from steper.errors import SteperError
-from steper.instantiate import build, present
+from steper.instantiate import build
 from steper.plain import to_plain
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def _tiny_texts(data_dir: Path) -> Callable[[], Iterator[str]]:
 def load_model(cfg: DictConfig, data_dir: Path):
     from steper.distill.models import load_student
 
-    m = present(cfg.model)
-    peft = present(cfg.peft) or {}
+    m = to_plain(cfg.model)
+    peft = to_plain(cfg.peft) or {}
     peft_kwargs = {k: v for k, v in peft.items() if k != "enabled"} if peft.get("enabled") else None
     is_tiny = m["name_or_path"] == "tiny"
     return load_student(
@@ -56,7 +56,7 @@ def build_loggers(cfg: DictConfig, resume_id: str | None, ckpt_path: str | None 
     from steper.tasks.csv_history import keep_history
 
     loggers = []
-    for name, node in (present(cfg.get("logger")) or {}).items():
+    for name, node in (to_plain(cfg.get("logger")) or {}).items():
         if not node:
             continue
         if name == "wandb" or str(node.get("_target_", "")).endswith("WandbLogger"):
@@ -113,10 +113,10 @@ def build_wandb_logger(node: dict, cfg: DictConfig, resume_id: str | None):
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list:
-    trainer_cfg = present(cfg.trainer)
+    trainer_cfg = to_plain(cfg.trainer)
     no_bar = trainer_cfg.get("enable_progress_bar") is False
     out = []
-    for node in (present(cfg.get("callbacks")) or {}).values():
+    for node in (to_plain(cfg.get("callbacks")) or {}).values():
         if not node:
             continue
         target = str(node.get("_target_", ""))
@@ -178,7 +178,7 @@ class TrainingJob:
             "name_or_path": cfg.model.name_or_path,
             "method": cfg.method.name,
             "weighting": cfg.weighting.get("name"),
-            "peft": present(cfg.peft) if cfg.peft.get("enabled") else None,
+            "peft": to_plain(cfg.peft) if cfg.peft.get("enabled") else None,
             "seed": int(cfg.seed),
         }
         data = {
@@ -206,7 +206,7 @@ def build_module(cfg: DictConfig, model: Any, weighting: Any, tokenizer: Any, dm
     from steper.distill.module import StepwiseDistillationModule
     from steper.tasks.train_eval import ValidationAnswers
 
-    mcfg = present(cfg.module)
+    mcfg = to_plain(cfg.module)
     module = StepwiseDistillationModule(
         model,
         weighting,
@@ -242,7 +242,7 @@ def build_training(cfg: DictConfig, ckpt_path: str | None) -> TrainingJob:
     dm.setup("fit")
     module = build_module(cfg, model, weighting, tokenizer, dm)
 
-    fast_dev_run = bool(present(cfg.trainer).get("fast_dev_run", False))
+    fast_dev_run = bool(to_plain(cfg.trainer).get("fast_dev_run", False))
     resume_id = wandb_utils.read_run_id(Path(ckpt_path).parent) if ckpt_path else None
     loggers = [] if fast_dev_run else build_loggers(cfg, resume_id, ckpt_path)
     callbacks = build_callbacks(cfg, has_logger=bool(loggers))
