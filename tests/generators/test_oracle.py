@@ -11,8 +11,8 @@ from steper.generators import GenerationRequest, Generator, build_generator
 from steper.generators.oracle import UNKNOWN, OracleGenerator
 
 _ROOT = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf"
-# one generator group shared by `teacher` and `target` (conf/generator); before it, conf/teacher
-CONF = _ROOT / "generator" if (_ROOT / "generator" / "oracle.yaml").is_file() else _ROOT / "teacher"
+# one generator group shared by `teacher` and `target`
+CONF = _ROOT / "generator"
 
 
 def _question() -> Question:
