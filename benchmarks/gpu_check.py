@@ -152,6 +152,7 @@ def build_model_dir(work: Path, sizes: dict, rows: list[dict], device: str) -> P
 
 def train_once(model_dir: Path, data_dir: Path, sizes: dict, device: str, checkpointing: bool) -> dict:
     import lightning.pytorch as L
+    from timing_trainer import timing_trainer
 
     from steper.distill.datamodule import StepwiseDataModule
     from steper.distill.models import count_parameters, load_student
@@ -201,20 +202,12 @@ def train_once(model_dir: Path, data_dir: Path, sizes: dict, device: str, checkp
                 self.t1 = time.perf_counter()
 
     timer = Timer()
-    trainer = L.Trainer(
+    trainer = timing_trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
         precision="bf16-mixed",
         max_steps=warmup + steps,
         gradient_clip_val=1.0,
-        log_every_n_steps=10,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=L.loggers.CSVLogger(tempfile.mkdtemp(prefix="gpu-check-csv-")),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
+        callback=timer,
     )
     if device == "cuda":
         torch.cuda.empty_cache()

@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lightning.pytorch as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing_trainer import timing_trainer  # noqa: E402
 
 from steper.distill.datamodule import StepwiseDataModule  # noqa: E402
 from steper.distill.models import count_parameters, load_student  # noqa: E402
@@ -207,20 +208,8 @@ def run_lightning(baton: Baton, model_dir: Path, data: Path, args, lora: bool) -
                             padded=s["padded"], width=int(batch["input_ids"].shape[1]),
                             checksum=checksum(batch["input_ids"]))
 
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision="32-true",
-        max_steps=total,
-        gradient_clip_val=CLIP,
-        log_every_n_steps=10,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=L.loggers.CSVLogger(tempfile.mkdtemp(prefix="bench-csv-")),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Turns()],
+    trainer = timing_trainer(
+        accelerator="cpu", precision="32-true", max_steps=total, gradient_clip_val=CLIP, callback=Turns()
     )
     trainer.fit(module, datamodule=dm)
 

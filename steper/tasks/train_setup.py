@@ -166,9 +166,9 @@ class TrainingJob:
         """The run card's data / model / where of this job (steper.runcard)."""
         cfg = self.cfg
         where = {"metrics": "metrics.json", "checkpoints": _rel(cfg.ckpt_dir, self.output_dir)}
-        if any(type(lg).__name__.endswith("CSVLogger") for lg in self.loggers):
-            csv = next(lg for lg in self.loggers if type(lg).__name__.endswith("CSVLogger"))
-            where["history"] = _rel(Path(csv.log_dir) / "metrics.csv", self.output_dir)
+        for lg in self.loggers:
+            if type(lg).__name__.endswith("CSVLogger"):
+                where["history"] = _rel(Path(lg.log_dir) / "metrics.csv", self.output_dir)
         if cfg.get("export"):
             where["student"] = "student"
         if cfg.get("eval") is not None and cfg.eval.get("enabled"):
