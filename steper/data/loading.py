@@ -157,7 +157,13 @@ def load_questions(dataset_cfg: Any, split: str) -> list[Question]:
     dev_all = _read(c, "dev_path", split)
     if ids_path:
         return select_by_ids(dev_all, _path(c, f"{split}_ids_path"), source=str(c["dev_path"]))
-    dev, test = ircot_subsets(dev_all, source=str(c["dev_path"]))
+    alternative = (
+        "or, with IRCoT's released dev_subsampled.jsonl and test_subsampled.jsonl, set "
+        "dataset.test_path=<test_subsampled.jsonl> (dev is then dataset.dev_path as it is)"
+        if fmt == "ircot"
+        else ""
+    )
+    dev, test = ircot_subsets(dev_all, source=str(c["dev_path"]), alternative=alternative)
     return dev if split == "dev" else test
 
 

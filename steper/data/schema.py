@@ -71,6 +71,8 @@ class Question:
     qtype: str | None = None
     chain: list[ChainStep] = field(default_factory=list)
     dataset: str = ""
+    # supporting titles the row names whose paragraph is not in its context (HotpotQA fullwiki rows)
+    absent_support: list[str] = field(default_factory=list)
 
     @property
     def golds(self) -> list[str]:
@@ -83,7 +85,8 @@ class Question:
 
     @property
     def supporting_titles(self) -> list[str]:
-        return [p.title for p in self.contexts if p.is_supporting]
+        """The titles of every gold paragraph: the supporting context paragraphs, then the absent ones."""
+        return [p.title for p in self.contexts if p.is_supporting] + list(self.absent_support)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class Question:
             "qtype": self.qtype,
             "chain": [c.to_dict() for c in self.chain],
             "dataset": self.dataset,
+            "absent_support": list(self.absent_support),
         }
 
     @classmethod
@@ -111,6 +115,7 @@ class Question:
                 qtype=d.get("qtype"),
                 chain=[ChainStep.from_dict(c) for c in d.get("chain") or []],
                 dataset=d.get("dataset", ""),
+                absent_support=list(d.get("absent_support") or []),
             )
         except KeyError as e:
             raise SteperError(f"{where or 'question row'}: missing field {e.args[0]!r}") from None

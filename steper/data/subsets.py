@@ -40,8 +40,10 @@ def ircot_subsets(
     n_test: int = IRCOT_N_TEST,
     seed: int = IRCOT_SEED,
     source: str = "",
+    alternative: str = "",
 ) -> tuple[list[Q], list[Q]]:
     """(dev, test) = IRCoT's 100 / 500 questions sampled from an official dev set (see the module doc).
+    `alternative`: another way out, added to the error for too small a file.
 
     No fallback for small inputs: fewer than n_dev + n_test questions is an error (the subsets would
     not be IRCoT's); give id lists instead.
@@ -52,7 +54,9 @@ def ircot_subsets(
         raise SteperError(
             f"IRCoT's dev/test subsets sample {n_dev} + {n_test} questions from the official dev set, but the "
             f"dev file{where} has only {len(pool)}. Use the full official dev file, or give id lists with "
-            "dataset.dev_ids_path=... and dataset.test_ids_path=... (one question id a line)."
+            "dataset.dev_ids_path=... and dataset.test_ids_path=... (one question id a line)"
+            + (f"; {alternative}" if alternative else "")
+            + "."
         )
     dev = random.Random(seed).sample(pool, n_dev)
     dev_ids = {q.qid for q in dev}

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from steper.data.readers.hf import hf_to_official, rows_hf
-from steper.data.readers.paragraphs import hotpot_text, pairs_context, paragraphs_from_pairs, supporting_facts
+from steper.data.readers.paragraphs import (
+    absent_titles,
+    hotpot_text,
+    pairs_context,
+    paragraphs_from_pairs,
+    supporting_facts,
+    warn_absent_support,
+)
 from steper.data.readers.rows import check_file, collect, get_text, rows_json_list
 from steper.data.schema import ChainStep, Question
 
@@ -40,24 +47,28 @@ def hotpot_question(row: Any, dataset: str) -> Question:
     pairs = pairs_context(row)
     facts = supporting_facts(row, indexed=True)
     supporting = {t for t, _ in facts}
+    contexts = paragraphs_from_pairs(pairs, hotpot_text, supporting)
     return Question(
         qid=qid,
         question=question.strip(),
         answer=answer.strip(),
-        contexts=paragraphs_from_pairs(pairs, hotpot_text, supporting),
+        contexts=contexts,
         hops=2,
         qtype=get_text(row, "type", optional=True),
         chain=_chain(qid, pairs, facts),
         dataset=dataset,
+        absent_support=absent_titles((t for t, _ in facts), contexts),
     )
 
 
 def read_hotpot(path: str | Path, *, strict: bool = True, dataset: str = "hotpot") -> list[Question]:
     """HotpotQA official JSON (hotpot_train_v1.1.json, hotpot_dev_distractor_v1.json)."""
     p = check_file(path)
-    return collect(
+    questions = collect(
         p, rows_json_list(p, "hotpot"), lambda r: hotpot_question(r, dataset), strict=strict, fmt="hotpot"
     )
+    warn_absent_support(p, questions, log)
+    return questions
 
 
 def read_hotpot_hf(
@@ -65,10 +76,12 @@ def read_hotpot_hf(
 ) -> list[Question]:
     """The HF `hotpot_qa` distractor layout from local files: a .parquet/.json(l)/.arrow file, a glob
     of them, a folder of .parquet files, or a `save_to_disk` folder. Never downloads."""
-    return collect(
+    questions = collect(
         Path(path),
         rows_hf(path, cache_dir),
         lambda r: hotpot_question(hf_to_official(r), dataset),
         strict=strict,
         fmt="hotpot_hf",
     )
+    warn_absent_support(Path(path), questions, log)
+    return questions

@@ -6,6 +6,7 @@ sentence made by `step_sentence`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from steper.data.readers.paragraphs import titled_paragraphs
 from steper.data.readers.rows import BadRow, check_file, collect, get_field, get_text, qid_prefix, rows_jsonl
 from steper.data.readers.sentences import step_sentence, substitute_refs
 from steper.data.schema import ChainStep, Paragraph, Question
+
+log = logging.getLogger(__name__)
 
 
 def _chain(row: Any, decomposition: list, paragraphs: list[Paragraph]) -> list[ChainStep]:
@@ -71,11 +74,20 @@ def read_musique(
     `answerable_only=False`."""
     p = check_file(path)
     malformed: list[int] = []
-    return collect(
-        p,
-        rows_jsonl(p, strict, malformed),
-        lambda r: musique_question(r, dataset, answerable_only),
-        strict=strict,
-        fmt="musique",
-        malformed=malformed,
-    )
+    unanswerable: list[str] = []
+
+    def parse(row: Any) -> Question | None:
+        q = musique_question(row, dataset, answerable_only)
+        if q is None:
+            unanswerable.append(str(row.get("id")))
+        return q
+
+    questions = collect(p, rows_jsonl(p, strict, malformed), parse, strict=strict, fmt="musique",
+                        malformed=malformed)  # fmt: skip
+    if unanswerable:
+        log.warning(
+            "%s: %d of %d rows are unanswerable (`answerable: false`, MuSiQue-Full) and left out, as "
+            "MuSiQue-Ans training does; e.g. %s",
+            p, len(unanswerable), len(unanswerable) + len(questions), unanswerable[0],
+        )  # fmt: skip
+    return questions

@@ -66,6 +66,29 @@ def paragraphs_from_pairs(
     return out
 
 
+def absent_titles(supporting: Iterable[str], contexts: list[Paragraph]) -> list[str]:
+    """The supporting titles, in order, that no context paragraph has (a fullwiki row's missing gold)."""
+    present = {p.title for p in contexts}
+    return [t for t in dict.fromkeys(supporting) if t not in present]
+
+
+def warn_absent_support(path: Path, questions: list, log: Any) -> None:
+    """One warning for a file whose rows name supporting paragraphs missing from their contexts."""
+    absent = [q for q in questions if q.absent_support]
+    if not absent:
+        return
+    empty = sum(not q.contexts for q in absent)
+    log.warning(
+        "%s: %d of %d rows name supporting paragraphs that are not in their context (%d with an empty "
+        "context), as HotpotQA's fullwiki files do. They are read as they are: those paragraphs count as "
+        "gold (recall, the oracle) but are in the corpus only if another row's context or "
+        "dataset.corpus_path has them, and their gold-chain steps have no sentence, so the oracle "
+        "answers such a question only if retrieval finds every gold paragraph. For teacher data use the "
+        "distractor files, or set dataset.corpus_path to the Wikipedia abstracts",
+        path, len(absent), len(questions), empty,
+    )  # fmt: skip
+
+
 def supporting_facts(row: Any, *, indexed: bool) -> list[tuple[str, Any]]:
     """`supporting_facts` as (title, sentence index) pairs; `indexed`: the index must be an int."""
     out = []

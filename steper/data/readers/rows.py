@@ -177,6 +177,34 @@ def rows_jsonl(path: Path, strict: bool, malformed: list) -> Iterator[tuple[str,
         ) from None
 
 
+def row_layout(row: Any) -> str | None:
+    """The format whose layout a raw row has, by its keys (None when it has none of them)."""
+    if not isinstance(row, dict):
+        return None
+    if "question_id" in row and "contexts" in row:
+        return "ircot"
+    if "question_decomposition" in row or "paragraphs" in row:
+        return "musique"
+    if "evidences" in row:
+        return "2wiki"
+    if isinstance(row.get("context"), dict) or isinstance(row.get("supporting_facts"), dict):
+        return "hotpot_hf"
+    if "_id" in row and isinstance(row.get("context"), list):
+        return "hotpot"
+    return None
+
+
+def _layout_mismatch(path: Path, label: str, row: Any, fmt: str) -> SteperError | None:
+    """The error for a file in another format's layout, judged by its first row (None when it fits)."""
+    found = row_layout(row)
+    if found is None or found == fmt:
+        return None
+    return SteperError(
+        f"{path}: {label} has the {FORMAT_LABELS[found]} layout, not the {FORMAT_LABELS.get(fmt, fmt)} "
+        f"layout of dataset.format={fmt}: set dataset.format={found}"
+    )
+
+
 def _hint(fmt: str) -> str:
     label = FORMAT_LABELS.get(fmt, fmt)
     return (
@@ -207,6 +235,8 @@ def collect(
     out, skipped, total = [], [], 0
     for label, row in rows:
         total += 1
+        if total == 1 and (mismatch := _layout_mismatch(path, label, row, fmt)) is not None:
+            raise mismatch  # strict or not: skipping would drop every row
         try:
             item = parse(row)
         except BadRow as e:

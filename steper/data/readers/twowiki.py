@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from steper.data.readers.paragraphs import (
+    absent_titles,
     pairs_context,
     paragraphs_from_pairs,
     supporting_facts,
     twowiki_text,
+    warn_absent_support,
 )
 from steper.data.readers.rows import BadRow, check_file, collect, get_field, get_text, rows_json_list
 from steper.data.readers.sentences import relation_sentence
@@ -102,7 +104,8 @@ def twowiki_question(row: Any, dataset: str, aliases: dict[str, list[str]] | Non
     answer = get_text(row, "answer").strip()
     qtype = get_text(row, "type", optional=True)
     pairs = pairs_context(row)
-    supporting = {title for title, _ in supporting_facts(row, indexed=False)}
+    facts = supporting_facts(row, indexed=False)
+    supporting = {title for title, _ in facts}
     contexts = paragraphs_from_pairs(pairs, twowiki_text, supporting)
     evidences = get_field(row, "evidences", list)
     return Question(
@@ -115,6 +118,7 @@ def twowiki_question(row: Any, dataset: str, aliases: dict[str, list[str]] | Non
         qtype=qtype,
         chain=_chain(evidences, contexts),
         dataset=dataset,
+        absent_support=absent_titles((t for t, _ in facts), contexts),
     )
 
 
@@ -134,10 +138,12 @@ def read_2wiki(
             ALIASES_FILE,
             ALIASES_FILE,
         )
-    return collect(
+    questions = collect(
         p,
         rows_json_list(p, "2wiki"),
         lambda r: twowiki_question(r, dataset, aliases),
         strict=strict,
         fmt="2wiki",
     )
+    warn_absent_support(p, questions, log)
+    return questions
