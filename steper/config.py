@@ -76,6 +76,8 @@ class GeneratorConfig:
     # chat template: auto (when the tokenizer has one; student: as trained) | true | false
     chat: Any = "auto"
     max_context: int | None = None  # tokens; hf default: the model's max_position_embeddings
+    # -- oracle: how the gold chain is written (ideal | in_order; conf/generator/oracle.yaml)
+    policy: str = "ideal"
     # -- hf (and the hf-backed student/checkpoint)
     model_name_or_path: str | None = None
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16

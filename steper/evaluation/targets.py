@@ -138,9 +138,9 @@ def load_openai(opts: dict[str, Any], batch_size: int) -> Target:
 def load_oracle(opts: dict[str, Any], batch_size: int) -> Target:
     from steper.generators import build_generator
 
-    return Target(
-        build_generator({"name": "oracle"}), opts.get("label") or "oracle", {"kind": "oracle"}, demos=False
-    )
+    policy = opts.get("policy") or "ideal"
+    generator = build_generator({"name": "oracle", "policy": policy})
+    return Target(generator, opts.get("label") or "oracle", {"kind": "oracle", "policy": policy}, demos=False)
 
 
 _LOADERS = {
@@ -170,7 +170,7 @@ def target_key(cfg: Any) -> dict[str, Any]:
         "checkpoint": ("ckpt_path", "base_model", "peft", "tokenizer", "dtype"),
         "hf": ("model_name_or_path", "tokenizer", "dtype"),
         "openai": ("model", "api", "tokenizer", "extra_body"),
-        "oracle": (),
+        "oracle": ("policy",),
     }.get(str(opts.get("name")), tuple(opts))
     gen = () if opts.get("name") == "oracle" else GEN_KEYS
     return {"name": opts.get("name"), **{k: opts.get(k) for k in (*keep, *gen) if k not in RUNTIME_KEYS}}

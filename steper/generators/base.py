@@ -43,6 +43,7 @@ class GenerationRequest:
     question: Question | None = None  # for the oracle
     step: int = 0  # 0-based index of the sentence to write
     passages: list[Paragraph] = field(default_factory=list)  # the accumulated passages in the prompt
+    steps_left: int | None = None  # units the loop still allows, this one included (None: no limit known)
 
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:

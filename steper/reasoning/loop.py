@@ -203,7 +203,8 @@ class _Step:
         if accumulated and not shown:
             self.starved.add(st.index)
         req = GenerationRequest(
-            prompt=prompt, prefix=prefix, question=st.question, step=len(st.units), passages=shown
+            prompt=prompt, prefix=prefix, question=st.question, step=len(st.units), passages=shown,
+            steps_left=self.max_steps - len(st.units),
         )
         rec = TraceStep(
             step=len(st.units) + 1,

@@ -32,33 +32,83 @@ P2 = Paragraph("Mirel Okana", "Mirel Okana is a film director born in Dresavo Pi
 NOISE = Paragraph("Other", "Unrelated.")
 
 
+S1 = "Zorvak Telu was directed by Mirel Okana."
+S2 = "Mirel Okana was born in Dresavo Pint."
+
+
 def test_oracle_writes_chain_then_answer():
     q = _question()
     gen = OracleGenerator()
     reqs = [
         GenerationRequest("p", question=q, step=0, passages=[P1, NOISE]),
-        GenerationRequest("p", question=q, step=1, passages=[P1, NOISE, P2]),
-        GenerationRequest("p", question=q, step=2, passages=[P1, NOISE, P2]),
+        GenerationRequest("p", prefix=S1, question=q, step=1, passages=[P1, NOISE, P2]),
+        GenerationRequest("p", prefix=f"{S1} {S2}", question=q, step=2, passages=[P1, NOISE, P2]),
     ]
-    assert gen.generate(reqs) == [
-        "Zorvak Telu was directed by Mirel Okana.",
-        "Mirel Okana was born in Dresavo Pint.",
-        "So the answer is: Dresavo Pint.",
-    ]
-    assert gen.stats["requests"] == 3 and gen.stats["failures"] == 0
+    assert gen.generate(reqs) == [S1, S2, "So the answer is: Dresavo Pint."]
+    assert gen.stats["requests"] == 3 and gen.stats["failures"] == 0 and gen.stats["recalled"] == 0
     assert isinstance(gen, Generator)
 
 
-def test_oracle_unknown_when_gold_paragraph_not_retrieved():
+def test_ideal_oracle_writes_the_step_found_out_of_order():
+    """Step 1 retrieves the second hop's paragraph only: that step is written first, then the first
+    hop's (recalled if still not shown), and the answer waits for both paragraphs."""
     q = _question()
-    out = OracleGenerator().generate(
+    gen = OracleGenerator()
+    assert gen.generate([GenerationRequest("p", question=q, step=0, passages=[P2, NOISE])]) == [S2]
+    # the second hop is written; the first is recalled (its paragraph not shown yet): no answer
+    out = gen.generate([GenerationRequest("p", prefix=S2, question=q, step=1, passages=[P2, NOISE])])
+    assert out == [S1] and gen.stats["recalled"] == 1
+    # chain written, first hop's paragraph still missing: "unknown", never the answer
+    req = GenerationRequest("p", prefix=f"{S2} {S1}", question=q, step=2, passages=[P2, NOISE])
+    assert gen.generate([req]) == [UNKNOWN]
+    req.passages = [P2, NOISE, P1]
+    assert gen.generate([req]) == ["So the answer is: Dresavo Pint."]
+
+
+def test_ideal_oracle_answers_within_the_step_budget():
+    """With one step left it answers (if every gold paragraph was shown) instead of writing on."""
+    q = _question()
+    gen = OracleGenerator()
+    both = [P1, P2]
+    assert gen.generate([GenerationRequest("p", question=q, passages=both, steps_left=1)]) == [
+        "So the answer is: Dresavo Pint."
+    ]
+    assert gen.generate([GenerationRequest("p", question=q, passages=[P1], steps_left=1)]) == [UNKNOWN]
+    # with steps to spare it writes the chain first
+    assert gen.generate([GenerationRequest("p", question=q, passages=both, steps_left=3)]) == [S1]
+
+
+def test_ideal_oracle_never_answers_without_gold_paragraphs():
+    """Supporting titles count even when no chain step names them (fullwiki rows whose gold is not in
+    the context; layouts without reasoning steps)."""
+    gold = [Paragraph(p.title, p.text, is_supporting=True) for p in (P1, P2)]
+    chainless = Question("q4", "Who?", "Ann", contexts=[*gold, NOISE])
+    gen = OracleGenerator()
+    assert gen.generate([GenerationRequest("p", question=chainless, passages=[P2, NOISE])]) == [UNKNOWN]
+    assert gen.generate([GenerationRequest("p", question=chainless, passages=[P1, P2])]) == [
+        "So the answer is: Ann."
+    ]
+    q = _question()
+    q.absent_support = ["Absent Page"]  # a fullwiki row: a supporting title not in its context
+    req = GenerationRequest("p", prefix=f"{S1} {S2}", question=q, step=2, passages=[P1, P2])
+    assert gen.generate([req]) == [UNKNOWN]
+
+
+def test_in_order_oracle_keeps_the_first_behaviour():
+    q = _question()
+    gen = OracleGenerator(policy="in_order")
+    out = gen.generate(
         [
             GenerationRequest("p", question=q, step=0, passages=[NOISE]),
             GenerationRequest("p", question=q, step=1, passages=[P1, NOISE]),  # step 2's paragraph missing
+            GenerationRequest("p", question=q, step=0, passages=[P2, NOISE]),  # out of order: unknown
+            GenerationRequest("p", question=q, step=2, passages=[P1, P2]),
         ]
     )
-    assert out == [UNKNOWN, UNKNOWN]
+    assert out == [UNKNOWN, UNKNOWN, UNKNOWN, "So the answer is: Dresavo Pint."]
     assert UNKNOWN == "So the answer is: unknown."
+    with pytest.raises(SteperError, match=r"teacher\.policy='greedy'.*ideal, in_order"):
+        OracleGenerator(policy="greedy")
 
 
 def test_oracle_untitled_step_and_empty_chain():
@@ -67,7 +117,7 @@ def test_oracle_untitled_step_and_empty_chain():
     q0 = Question("q3", "Who?", "Ann")
     assert OracleGenerator().generate([GenerationRequest("p", question=q0, step=0)]) == [
         "So the answer is: Ann."
-    ]
+    ]  # no chain and no supporting titles: nothing to wait for
     with pytest.raises(SteperError, match="question"):
         OracleGenerator().generate([GenerationRequest("p")])
 
