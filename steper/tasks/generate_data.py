@@ -147,6 +147,16 @@ def check_outcome(manifest: dict[str, Any], out_dir: Path, cfg: DictConfig) -> N
             "teacher (teacher=..., its model and prompts: traces.jsonl shows its answers), or keep "
             "answers that contain a gold one with filter=acc"
         )
+    counts = [manifest["counts"][split] for split in ("train", "validation")]
+    reasoning = sum(c.get("first", 0) + c.get("mid", 0) for c in counts)
+    if reasoning == 0:
+        raise SteperError(
+            f"the {manifest['filter']['kept']} kept teacher traces have no reasoning step (0 first and 0 mid "
+            f"examples: every one answered at its first step), so {out_dir / 'stepwise'} holds final-answer "
+            "examples only, which is not step-wise data. The questions have no gold chain for the oracle "
+            "(e.g. dataset.format=ircot rows without reasoning_steps: use the official files, dataset.format="
+            "hotpot|2wiki|musique), or the teacher answers without reasoning (check its prompts and demos)"
+        )
 
 
 def generate_data(cfg: DictConfig) -> dict[str, Any]:
