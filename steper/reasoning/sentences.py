@@ -55,6 +55,7 @@ def answer_of(sentence: str) -> str | None:
 # Words followed by a period that usually do not end a sentence (titles, name suffixes, months...).
 _ABBREVIATIONS = frozenset(
     """mr mrs ms messrs dr prof st jr sr mt ft gen col lt capt cmdr sgt rev hon gov pres sen rep
+    adm brig maj cpl pvt lieut cdr
     no nos vs etc inc ltd co corp bros jan feb mar apr jun jul aug sep sept oct nov dec approx est
     ca vol pp fig dept univ assn ave blvd rd op ed eds""".split()
 )

@@ -124,6 +124,8 @@ def test_reasoning_sentences(sentence, expected):
         ("  first line without period\nsecond line.", "first line without period"),
         ("So the answer is: 3.5.", "So the answer is: 3.5."),
         ("So the answer is: St. Louis.", "So the answer is: St. Louis."),
+        # a HotpotQA dev answer
+        ("So the answer is: Rear Adm. J. Edward Snyder.", "So the answer is: Rear Adm. J. Edward Snyder."),
         ("", ""),
         ("   \n  ", ""),
     ],
