@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 
-.PHONY: install test test-slow test-real models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity bench-scale clean
+.PHONY: install test test-slow test-real test-realdata models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity bench-scale clean
 
 install: $(BIN)/.installed
 
@@ -45,6 +45,11 @@ serve: vllm-env
 # The integration tier: real checkpoints (make models) and a real vLLM server, on CPU.
 test-real: install models vllm-env
 	$(BIN)/python -m pytest -q -m real tests/real
+
+# The real-data tier: HotpotQA / 2Wiki / MuSiQue rows of ../shared/data/real (skipped without it),
+# read, retrieved over, answered by the oracle, and a SmolLM2-135M baseline and LoRA student on them.
+test-realdata: install models
+	$(BIN)/python -m pytest -q -m realdata tests/realdata
 
 # The whole pipeline offline on CPU: teacher data -> five tiny students -> evaluation -> report.
 demo: install models
