@@ -18,7 +18,8 @@ Until then it writes chain sentences (`ChainStep.sentence`); when it cannot go o
   A question without a chain (a layout without reasoning steps) is answered once its supporting
   paragraphs are shown, else "unknown"; one with neither chain nor supporting titles at step 0.
 - `in_order` — the first oracle: step s writes `chain[s]` if its paragraph is shown, else
-  "unknown"; after the chain it answers; a question without a chain is answered at step 0.
+  "unknown"; after the chain (at step 0 for a question without one) it answers, if every gold
+  paragraph was shown (the first oracle answered regardless: fullwiki rows without their gold).
 
 Its traces are well-formed step-wise data on any dataset with chains (the toy world, 2Wiki
 evidences, MuSiQue decompositions, HotpotQA supporting facts). It is instant; `render`/`fits`
@@ -93,14 +94,13 @@ def _answer(q: Question) -> str:
 
 
 def _in_order(q: Question, req: GenerationRequest) -> str:
+    shown = {norm_title(p.title) for p in req.passages}
     if req.step < len(q.chain):
         step = q.chain[req.step]
-        if step.title is not None:
-            seen = {norm_title(p.title) for p in req.passages}
-            if norm_title(step.title) not in seen:
-                return UNKNOWN
+        if step.title is not None and norm_title(step.title) not in shown:
+            return UNKNOWN
         return step.sentence
-    return _answer(q)
+    return _answer(q) if gold_titles(q) <= shown else UNKNOWN
 
 
 def _ideal(q: Question, req: GenerationRequest) -> tuple[str, bool]:

@@ -106,6 +106,9 @@ def test_in_order_oracle_keeps_the_first_behaviour():
         ]
     )
     assert out == [UNKNOWN, UNKNOWN, UNKNOWN, "So the answer is: Dresavo Pint."]
+    # it answers only after every gold paragraph was shown, as the ideal policy does
+    q.absent_support = ["Absent Page"]
+    assert gen.generate([GenerationRequest("p", question=q, step=2, passages=[P1, P2])]) == [UNKNOWN]
     assert UNKNOWN == "So the answer is: unknown."
     with pytest.raises(SteperError, match=r"teacher\.policy='greedy'.*ideal, in_order"):
         OracleGenerator(policy="greedy")
