@@ -32,8 +32,13 @@ def _evaluate(key: str, tmp: Path, *extra: str) -> tuple[dict, list[dict]]:
     return json.loads((out / "metrics.json").read_text()), read_jsonl(out / "predictions.jsonl")
 
 
+def _answered(p: dict) -> bool:
+    """Whether a prediction is an answer (not "unknown", nor no answer within the step budget)."""
+    return (p["prediction"] or "unknown").lower() != "unknown"
+
+
 def _answered_without_gold(rows: list[dict]) -> list[str]:
-    return [p["qid"] for p in rows if p["prediction"].lower() != "unknown" and not p["all_gold_found"]]
+    return [p["qid"] for p in rows if _answered(p) and not p["all_gold_found"]]
 
 
 @pytest.mark.parametrize("key", sorted(FLOORS))
@@ -41,6 +46,7 @@ def test_ideal_oracle_em_on_real_rows(real_dir, tmp_path, key):
     metrics, rows = _evaluate(key, tmp_path)
     n = FILES[key][3] if key != "musique_full_train" else 11
     assert metrics["n"] == n and metrics["failures"] == 0
+    assert metrics["finish"] == {"answer": n}  # an answer (or "unknown") within the 5 steps, always
     assert metrics["em"] >= FLOORS[key], (key, metrics["em"], metrics["finish"])
     assert _answered_without_gold(rows) == []
     # a right answer always rests on every gold paragraph; a wrong one is "unknown"
@@ -65,11 +71,11 @@ def test_oracle_never_answers_without_its_gold_paragraphs(real_dir, tmp_path, ke
     metrics, rows = _evaluate(key, tmp_path, *extra)
     assert metrics["n"] == 495
     assert _answered_without_gold(rows) == []
-    answered = [p for p in rows if p["prediction"].lower() != "unknown"]
+    answered = [p for p in rows if _answered(p)]
     assert answered and all(p["em"] == 1.0 for p in answered)
     if key == "hotpot_fullwiki":
         assert metrics["em"] < 50  # 348 of 495 rows lack a gold paragraph in every context
-        empty = [p for p in rows if not p["gold_found"] and p["prediction"].lower() == "unknown"]
+        empty = [p for p in rows if not p["gold_found"] and not _answered(p)]
         assert empty
 
 
