@@ -86,11 +86,13 @@ def dataset_overrides(key: str, ids_dir: Path, *, limit: int | None = None) -> l
 
 
 def run_entry(script: str, overrides: list[str], tmp: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`python <script> <overrides>` from the repository root, offline, paths under `tmp`."""
+    """`python <script> <overrides>` from the repository root, offline, paths under `tmp`, no
+    progress bar (train.py's evaluation bar is `eval.progress`, it has no top-level `progress`)."""
+    quiet = ["progress=false"] if script != "train.py" else []
     args = [
         sys.executable, str(REPO_ROOT / script),
         f"paths.root_dir={tmp}", f"paths.data_dir={tmp}/data", f"paths.log_dir={tmp}/logs",
-        f"paths.cache_dir={tmp}/cache", "progress=false", *overrides,
+        f"paths.cache_dir={tmp}/cache", *quiet, *overrides,
     ]  # fmt: skip
     return subprocess.run(args, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
