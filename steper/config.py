@@ -183,6 +183,10 @@ class TrainingConfig:
 
     lr: float = MISSING
     max_epochs: int = MISSING
+    # how long every student trains (steper.distill.budget): epochs | steps | tokens
+    budget: str = "epochs"
+    max_steps: int | None = None  # optimizer steps, for budget=steps
+    max_target_tokens: int | None = None  # target (loss) tokens, for budget=tokens
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     precision: str = MISSING
@@ -218,6 +222,7 @@ class WeightingConfig:
     init: float = MISSING  # AdaptiveWeighting
     clamp: float = MISSING
     lr: float | None = MISSING
+    freeze: bool = MISSING  # AdaptiveWeighting: s_j fixed at init
 
 
 @dataclass

@@ -36,6 +36,9 @@ from steper.tasks.wrapper import task_wrapper
 
 log = logging.getLogger(__name__)
 
+# the run card's record of what a student trained on (steper.distill.budget.Consumed)
+CONSUMED_KEYS = ("optimizer_steps", "examples_seen", "target_tokens")
+
 
 def run(cfg: DictConfig) -> float | None:
     """train.py's body: train, then hand the `optimized_metric` to the sweeper (None if absent)."""
@@ -77,7 +80,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if job.trainer.is_global_zero:
         metrics.update(answers)
         write_json(output_dir / "metrics.json", metrics)
-        card.metrics = {**answers, "training": {k: v for k, v in metrics.items() if k not in answers}}
+        card.metrics = {
+            **answers,
+            **{k: metrics[k] for k in CONSUMED_KEYS},
+            "training": {k: v for k, v in metrics.items() if k not in answers},
+        }
         finish_card(output_dir, card)
     return metrics
 
@@ -92,6 +99,9 @@ def fit(job: Any, cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
     metrics.update(_scalars(finish_stopped_run(trainer, job.module, job.dm, cfg, job.fast_dev_run)))
     metrics["global_step"] = int(trainer.global_step)
     metrics["epoch"] = int(trainer.current_epoch)
+    # what this student trained on, for comparisons at a matched budget (steper.distill.budget)
+    consumed = job.consumed()
+    metrics.update({k: consumed[k] for k in CONSUMED_KEYS})
     ckpt_cb = trainer.checkpoint_callback
     if ckpt_cb is not None and getattr(ckpt_cb, "best_model_score", None) is not None:
         metrics[f"best/{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)

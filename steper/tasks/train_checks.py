@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from steper.distill.budget import check_budget
 from steper.errors import SteperError
 from steper.plain import to_plain
 from steper.runcard import CARD_FILE
@@ -106,6 +107,7 @@ def check_before_training(cfg: DictConfig) -> str | None:
         raise SteperError(f"method.name={cfg.method.name}: use method=steper or method=vanilla")
     check_data_files(cfg)
     check_monitors(cfg)
+    check_budget(cfg.training, cfg.trainer)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is None:
         check_fresh_run_folder(cfg)

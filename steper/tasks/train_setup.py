@@ -161,6 +161,12 @@ class TrainingJob:
     loggers: list
     fast_dev_run: bool
     output_dir: Path
+    budget_plan: Any = None  # steper.distill.budget.BudgetPlan of the training split
+    budget: dict[str, Any] | None = None  # training.budget as applied (apply_budget)
+
+    def consumed(self) -> dict[str, Any]:
+        """Optimizer steps, examples seen, target tokens and epochs trained so far (all ranks)."""
+        return self.budget_plan.consumed(int(self.trainer.global_step)).as_dict()
 
     def card_fields(self) -> dict[str, Any]:
         """The run card's data / model / where of this job (steper.runcard)."""
@@ -185,6 +191,7 @@ class TrainingJob:
             "dataset": cfg.dataset.name,
             "stepwise_dir": str(self.dm.data_dir),
             "counts": self.dm.task_counts(),
+            "budget": self.budget,
             "eval_split": cfg.eval.get("split") if cfg.get("eval") is not None else None,
             "mode": cfg.eval.get("mode") if cfg.get("eval") is not None else None,
         }
@@ -228,6 +235,7 @@ def build_training(cfg: DictConfig, ckpt_path: str | None) -> TrainingJob:
     """Data (missing/empty files, task counts vs. weights) before any model loads; then the
     student (bad path, max_length too small: SteperError), module, loggers, callbacks, trainer."""
     from steper.distill import launch, wandb_utils
+    from steper.distill.budget import BudgetPlan, apply_budget
     from steper.distill.callbacks import RunIdFile, SamplerEpochSync
     from steper.tasks.csv_history import log_step_sync
     from steper.tasks.train_checks import check_task_counts
@@ -255,4 +263,12 @@ def build_training(cfg: DictConfig, ckpt_path: str | None) -> TrainingJob:
             callbacks.append(RunIdFile(str(cfg.ckpt_dir), run_id))
     launch.install()  # DDP/FSDP/DeepSpeed children join this job's run folder
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return TrainingJob(cfg, dm, module, tokenizer, trainer, loggers, fast_dev_run, Path(str(cfg.paths.output_dir)))
+    plan = BudgetPlan.from_datamodule(
+        dm, trainer.world_size, trainer.accumulate_grad_batches, trainer.limit_train_batches
+    )
+    budget = apply_budget(trainer, plan, cfg.training)
+    if budget["optimizer_steps"] is not None:
+        log.info("training budget: %s=%s -> %d optimizer steps (%d per epoch)", budget["kind"],
+                 budget["value"], budget["optimizer_steps"], budget["epoch_steps"])  # fmt: skip
+    output_dir = Path(str(cfg.paths.output_dir))
+    return TrainingJob(cfg, dm, module, tokenizer, trainer, loggers, fast_dev_run, output_dir, plan, budget)
