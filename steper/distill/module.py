@@ -9,7 +9,8 @@ forward falls back to full logits for models whose head does more than a linear 
 
 Logged: `train/loss_<task>` (unweighted, when present), `train/loss` (weighted total, may be
 negative under `adaptive`: never monitor it), the weighting's `weight/*`, `sigma/*`, `train/lr`,
-`train/tokens_per_s`, `train/target_tokens_per_s` (per device); `val/loss_<task>` (mean over all
+`train/tokens_per_s`, `train/target_tokens_per_s` (per device), `train/grad_norm` (before clipping)
+and `train/clipped` (1 when clipping changed the step); `val/loss_<task>` (mean over all
 of the task's validation examples) and `val/loss_mean` (mean over present tasks: the checkpoint
 monitor).
 """
@@ -282,6 +283,24 @@ class StepwiseDistillationModule(L.LightningModule):
         if snapshot is not None:
             self.weighting.restore_absent(self._present_across_ranks(), snapshot)
         self._present_since_step = torch.zeros_like(self._present_since_step)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Log the gradient norm before clipping and whether clipping changed it (`trainer.
+        # gradient_clip_val`): under AdamW a constant factor on the loss (adaptive's ½·exp(-s))
+        # cancels out of the update except where clipping or eps sees it, so this is what tells.
+        # Sharded strategies (FSDP, DeepSpeed) hold partial gradients per rank: not logged there.
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+        if gradient_clip_val and isinstance(self.trainer.strategy, SingleDeviceStrategy | DDPStrategy):
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            if grads:
+                norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+                clipped = norm > float(gradient_clip_val) if (gradient_clip_algorithm or "norm") == "norm" else None
+                logged = {"train/grad_norm": norm.detach()}
+                if clipped is not None:
+                    logged["train/clipped"] = clipped.float()
+                self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ---- validation
 

@@ -6,6 +6,8 @@ returns the scalar to back-propagate:
 
 - `FixedWeighting(λ)`:     L = Σ_j present_j · λ_j · L_j   (Table 2's uniform / first / last)
 - `AdaptiveWeighting()`:   L = Σ_j present_j · (0.5·exp(-s_j)·L_j + 0.5·s_j),  s_j = log σ_j²
+  (its effective weight 0.5·exp(-s_j) is ½ at the default init s = 0; init = ln ½ makes it 1, and
+  `freeze=true` keeps s there: the uniform weighting, for an equivalence check)
 
 The learnable s_j are fp32 whatever the training precision (`_apply` keeps them fp32 under
 `.to(bfloat16)`, the math runs with autocast off). A task absent from a batch contributes exactly
@@ -137,7 +139,7 @@ class AdaptiveWeighting(TaskWeighting):
     every optimizer step. The total can be negative: never monitor it.
     """
 
-    def __init__(self, init: float = 0.0, clamp: float = 5.0, lr: float | None = None):
+    def __init__(self, init: float = 0.0, clamp: float = 5.0, lr: float | None = None, freeze: bool = False):
         super().__init__()
         clamp = _number("clamp", clamp, "a positive number, the bound of s_j = log σ_j² (default 5.0)")
         if clamp <= 0:
@@ -156,7 +158,12 @@ class AdaptiveWeighting(TaskWeighting):
             )
         self.clamp = float(clamp)
         self.lr = lr
-        self.log_var = torch.nn.Parameter(torch.full((len(STEP_TASKS),), float(init), dtype=torch.float32))
+        self.freeze = bool(freeze)
+        # frozen: s_j stays at `init` (no optimizer group), e.g. init = ln ½ gives every task weight 1,
+        # the uniform weighting exactly (tests/distill/test_weighting.py)
+        self.log_var = torch.nn.Parameter(
+            torch.full((len(STEP_TASKS),), float(init), dtype=torch.float32), requires_grad=not self.freeze
+        )
 
     def s(self) -> Tensor:
         return torch.clamp(self.log_var.float(), -self.clamp, self.clamp)
@@ -193,4 +200,4 @@ class AdaptiveWeighting(TaskWeighting):
         self.log_var.clamp_(-self.clamp, self.clamp)
 
     def extra_repr(self) -> str:
-        return f"clamp={self.clamp}, lr={self.lr}"
+        return f"clamp={self.clamp}, lr={self.lr}, freeze={self.freeze}"
