@@ -47,6 +47,8 @@ class DatasetConfig:
     n_test: int = 100
     hops: list[int] = field(default_factory=lambda: [2, 3, 4])
     paragraphs: str = "full"  # full | facts (relational facts only)
+    # open | gated (each hop's paragraph reachable only through the previous hop's bridge entity)
+    evidence: str = "open"
 
 
 @dataclass

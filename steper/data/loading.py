@@ -17,10 +17,10 @@ file, the split and the key to fix. 2Wiki's answer aliases come from `aliases_pa
 `id_aliases.json` beside the question file when it is there, else there are none (one warning).
 
 The corpus is cached under `cache_dir/<name>-<hash>/corpus.jsonl` (+ `corpus.offsets.npy`), the hash taken over the config
-fields that decide the corpus (name, format, question and corpus paths), so changing `strict` or
-the id lists does not rebuild it. Extra question files whose paragraphs belong in the corpus (IRCoT
-also indexes 2Wiki's test.json and MuSiQue's `full` files) can be listed in an optional
-`corpus_sources` key.
+fields that decide the corpus (name, format, question and corpus paths; for the toy world its seed,
+sizes, `paragraphs` and `evidence`), so changing `strict` or the id lists does not rebuild it.
+Extra question files whose paragraphs belong in the corpus (IRCoT also indexes 2Wiki's test.json
+and MuSiQue's `full` files) can be listed in an optional `corpus_sources` key.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ FORMATS = ("toy", *FORMAT_LABELS)
 _CORPUS_KEYS = ("name", "format", "train_path", "dev_path", "test_path", "corpus_path", "corpus_sources")
 # The toy world's paragraphs depend on its seed and on how many questions it must supply.
 _TOY_KEYS = ("seed", "n_train", "n_dev", "n_test", "hops")
+# ... and on how its paragraphs are written. These options came after the first cached worlds, so
+# they join the key only when not at their default: the default world keeps its cache folder, and a
+# `facts` or `gated` world never reuses the `full` / `open` world's BM25 index (which lives beside
+# the corpus, `steper.retrieval.index_dir`).
+_TOY_OPTIONS = {"paragraphs": "full", "evidence": "open"}
 
 
 def _as_dict(cfg: Any) -> dict[str, Any]:
@@ -122,17 +127,29 @@ def _read(c: dict[str, Any], key: str, split: str) -> list[Question]:
 
 
 @functools.lru_cache(maxsize=4)
-def _toy_world(seed: int, n_train: int, n_dev: int, n_test: int, hops: tuple[int, ...], paragraphs: str):
+def _toy_world(
+    seed: int, n_train: int, n_dev: int, n_test: int, hops: tuple[int, ...], paragraphs: str, evidence: str
+):
     from steper.data.toy import make_world
 
     return make_world(
-        seed=seed, n_train=n_train, n_dev=n_dev, n_test=n_test, hops=list(hops), paragraphs=paragraphs
+        seed=seed,
+        n_train=n_train,
+        n_dev=n_dev,
+        n_test=n_test,
+        hops=list(hops),
+        paragraphs=paragraphs,
+        evidence=evidence,
     )
+
+
+def _toy_option(c: dict[str, Any], key: str) -> str:
+    return str(c.get(key) or _TOY_OPTIONS[key])
 
 
 def _toy(c: dict[str, Any]):
     counts = (int(c["seed"]), int(c["n_train"]), int(c["n_dev"]), int(c["n_test"]))
-    return _toy_world(*counts, tuple(c["hops"]), str(c.get("paragraphs") or "full"))
+    return _toy_world(*counts, tuple(c["hops"]), _toy_option(c, "paragraphs"), _toy_option(c, "evidence"))
 
 
 def load_questions(dataset_cfg: Any, split: str) -> list[Question]:
@@ -170,8 +187,11 @@ def load_questions(dataset_cfg: Any, split: str) -> list[Question]:
 def corpus_cache_path(dataset_cfg: Any, cache_dir: str | Path) -> Path:
     """`cache_dir/<name>-<short hash of the corpus-deciding config fields>/corpus.jsonl`."""
     c = _as_dict(dataset_cfg)
-    keys = _CORPUS_KEYS + (_TOY_KEYS if c.get("format") == "toy" else ())
-    key = json.dumps({k: c.get(k) for k in keys}, sort_keys=True, default=str)
+    toy = c.get("format") == "toy"
+    fields = {k: c.get(k) for k in _CORPUS_KEYS + (_TOY_KEYS if toy else ())}
+    if toy:
+        fields.update({k: v for k in _TOY_OPTIONS if (v := _toy_option(c, k)) != _TOY_OPTIONS[k]})
+    key = json.dumps(fields, sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:10]
     return Path(cache_dir) / f"{c['name']}-{digest}" / "corpus.jsonl"
 

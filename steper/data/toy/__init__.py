@@ -17,6 +17,12 @@ Each chain step copies the fact sentence exactly as its paragraph states it, and
 entity, so IRCoT's sentence-as-query retrieval finds the next paragraph; the question names the
 start entity, so BM25 on the question finds the first one.
 
+`evidence=gated` holds the later evidence back until its step (the situation of the paper's
+Figure 1): a marriage is stated in one partner's paragraph only, and a walk is asked only if no
+paragraph names two of its entities except each hop's own paragraph naming the next one
+(`steper.data.toy.evidence`). Step 1 then retrieves no later hop's paragraph by name; each one is
+found through the query of the previous hop's sentence. The default `open` is the first world.
+
 Names are two made-up words, every word used by one entity only in a world and chosen so that the
 English Snowball stemmer leaves it unchanged. A prototype measured why: with shared name parts
 (first/last-name pools) BM25 on IRCoT's sentence queries found each step's gold paragraph only
@@ -29,8 +35,8 @@ beyond that it grows, see `entities.world_scale`). Run `python -m steper.data.to
 questions.
 
 Modules: `schema` (kinds, relations, vocabulary), `names`, `entities` (generation), `render` (the
-paragraphs and question texts), `questions` (drawing the questions); this one builds and writes
-whole worlds.
+paragraphs and question texts), `questions` (drawing the questions), `evidence` (the gate and its
+BM25 measure); this one builds and writes whole worlds.
 """
 
 from __future__ import annotations
@@ -47,10 +53,12 @@ from steper.data.schema import Paragraph, Question
 from steper.data.toy.entities import build_entities, world_scale
 from steper.data.toy.questions import QuestionMaker
 from steper.data.toy.render import paragraph_text
-from steper.data.toy.schema import MAX_HOPS, MAX_SCALE, PARAGRAPH_STYLES, RELATIONS
+from steper.data.toy.schema import EVIDENCE_MODES, MAX_HOPS, MAX_SCALE, PARAGRAPH_STYLES, RELATIONS
 from steper.errors import SteperError
 
-__all__ = ["ToyWorld", "make_world", "world_fingerprint", "write_world", "RELATIONS", "MAX_HOPS"]
+__all__ = [
+    "ToyWorld", "make_world", "world_fingerprint", "write_world", "RELATIONS", "MAX_HOPS", "EVIDENCE_MODES",
+]  # fmt: skip
 
 
 @dataclass
@@ -62,6 +70,7 @@ class ToyWorld:
     dev: list[Question]
     test: list[Question]
     paragraphs: list[Paragraph]
+    evidence: str = "open"  # how it was built (EVIDENCE_MODES); the rows above already differ by it
 
     def split(self, name: str) -> list[Question]:
         if name not in QUESTION_SPLITS:
@@ -87,13 +96,13 @@ def _check_args(seed: int, n_train: int, n_dev: int, n_test: int, hops: Sequence
     return list(dict.fromkeys(hs))  # deduplicated, order kept
 
 
-def _scale_for(hs: list[int], counts: tuple[int, int, int]) -> int:
+def _scale_for(hs: list[int], counts: tuple[int, int, int], gated: bool = False) -> int:
     """The world's size (times the base) for `counts` questions per split over the hop counts `hs`."""
     per_hop = {h: 0 for h in hs}
     for n in counts:
         for i, h in enumerate(hs):
             per_hop[h] += len(range(i, n, len(hs)))
-    scale = world_scale(per_hop)
+    scale = world_scale(per_hop, gated)
     if scale > MAX_SCALE:
         raise SteperError(
             f"toy world: {sum(counts)} questions over hops {hs} would need a world {scale}x the base size "
@@ -109,11 +118,16 @@ def make_world(
     n_test: int = 100,
     hops: Sequence[int] = (2, 3, 4),
     paragraphs: str = "full",
+    evidence: str = "open",
 ) -> ToyWorld:
     """Build the toy world of `seed` with `n_train`/`n_dev`/`n_test` questions.
 
     `paragraphs`: `full` (facts among distractor sentences) or `facts` (the relational facts only;
     the same entities, names and questions, shorter passages).
+
+    `evidence`: `open` (the first world) or `gated` (each fact in its subject's paragraph only, and
+    only walks whose later hops' paragraphs the question cannot reach by name: the same names, other
+    questions; `steper.data.toy.evidence`).
 
     Within a split, question i has `hops[i % len(hops)]` hops. No (start entity, relation path)
     pair, hence no question text, occurs twice across all splits. The corpus is `paragraphs`, one
@@ -125,17 +139,22 @@ def make_world(
         raise SteperError(
             f"toy world: paragraphs must be one of {', '.join(PARAGRAPH_STYLES)}, got {paragraphs!r}"
         )
-    scale = _scale_for(hs, (n_train, n_dev, n_test))
-    ents = build_entities(random.Random(f"steper-toy-world-{seed}-{scale}"), scale)
+    if evidence not in EVIDENCE_MODES:
+        raise SteperError(f"toy world: evidence must be one of {', '.join(EVIDENCE_MODES)}, got {evidence!r}")
+    gated = evidence == "gated"
+    scale = _scale_for(hs, (n_train, n_dev, n_test), gated)
+    # The same seeds in both modes: at the same scale (the default sizes) a gated world has the open
+    # world's names and entities, differing only in the marriages stated and the walks asked.
+    ents = build_entities(random.Random(f"steper-toy-world-{seed}-{scale}"), scale, mutual_marriage=not gated)
     corpus = [
         Paragraph(title=e.name, text=paragraph_text(ents, e, paragraphs), pid=f"toy{seed}:{e.idx}")
         for e in ents
     ]
-    maker = QuestionMaker(random.Random(f"steper-toy-questions-{seed}"), ents, corpus)
+    maker = QuestionMaker(random.Random(f"steper-toy-questions-{seed}"), ents, corpus, gated=gated)
     splits: dict[str, list[Question]] = {}
     for split, n in zip(QUESTION_SPLITS, (n_train, n_dev, n_test)):
         splits[split] = [maker.question(f"toy{seed}-{split}-{i:05d}", hs[i % len(hs)]) for i in range(n)]
-    return ToyWorld(seed=seed, paragraphs=corpus, **splits)
+    return ToyWorld(seed=seed, paragraphs=corpus, evidence=evidence, **splits)
 
 
 def world_fingerprint(world: ToyWorld) -> str:

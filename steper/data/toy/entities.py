@@ -36,11 +36,15 @@ class Entity:
 # Distinct (start entity, path) pairs the base world holds per hop count (measured, rounded down).
 # A world is built `scale` times the base so that each hop count uses at most half of them.
 _BASE_CAPACITY = {1: 1900, 2: 3300, 3: 4500, 4: 5200, 5: 5200, 6: 5000}
+# The gated world keeps fewer walks (`walk_is_gated`: long walks more often meet a paragraph naming
+# two of their entities); measured the same way, the lowest of seeds 0-2, rounded down.
+_GATED_CAPACITY = {1: 1750, 2: 2550, 3: 2900, 4: 2350, 5: 1700, 6: 1000}
 
 
-def world_scale(per_hop: dict[int, int]) -> int:
+def world_scale(per_hop: dict[int, int], gated: bool = False) -> int:
     """How many times the base world's entity counts are needed for `per_hop` questions."""
-    return max([1] + [math.ceil(n / (_BASE_CAPACITY[h] // 2)) for h, n in per_hop.items()])
+    capacity = _GATED_CAPACITY if gated else _BASE_CAPACITY
+    return max([1] + [math.ceil(n / (capacity[h] // 2)) for h, n in per_hop.items()])
 
 
 # The works of the world: (their creator's relation and role, the company relation, the creator's
@@ -51,8 +55,13 @@ _WORKS = {
 }
 
 
-def build_entities(rng: random.Random, scale: int) -> list[Entity]:
-    """The entities of a world `scale` times the base counts, related and described (draws in a fixed order)."""
+def build_entities(rng: random.Random, scale: int, mutual_marriage: bool = True) -> list[Entity]:
+    """The entities of a world `scale` times the base counts, related and described (draws in a fixed order).
+
+    `mutual_marriage=False` (the gated world) records each marriage on one partner only, so only that
+    partner's paragraph names the other; it changes no draw, so names and every other relation stay
+    those of the open world of the same seed.
+    """
     names = Names(rng)
     ents: list[Entity] = []
     of: dict[str, list[int]] = {}
@@ -63,7 +72,7 @@ def build_entities(rng: random.Random, scale: int) -> list[Entity]:
             ents.append(e)
             of[kind].append(e.idx)
     _places(rng, ents, of)
-    _persons(rng, ents, of)
+    _persons(rng, ents, of, mutual_marriage)
     _companies(rng, ents, of)
     for kind in ("film", "book"):
         _works(rng, ents, of, kind)
@@ -97,8 +106,9 @@ def _places(rng: random.Random, ents: list[Entity], of: dict[str, list[int]]) ->
         )
 
 
-def _persons(rng: random.Random, ents: list[Entity], of: dict[str, list[int]]) -> None:
-    """Birthplaces, universities, and spouses (60% of persons, in pairs; both paragraphs state it)."""
+def _persons(rng: random.Random, ents: list[Entity], of: dict[str, list[int]], mutual_marriage: bool) -> None:
+    """Birthplaces, universities, and spouses (60% of persons, in pairs; both paragraphs state it,
+    or with `mutual_marriage=False` only the first partner's, so the second's is no back-reference)."""
     persons = of["person"]
     for p in persons:
         ents[p].rel["born_in"] = rng.choice(of["city"])
@@ -110,7 +120,8 @@ def _persons(rng: random.Random, ents: list[Entity], of: dict[str, list[int]]) -
     n_married = int(len(order) * 0.6) // 2 * 2
     for a, b in zip(order[0:n_married:2], order[1:n_married:2]):
         ents[a].rel["married_to"] = b
-        ents[b].rel["married_to"] = a
+        if mutual_marriage:
+            ents[b].rel["married_to"] = a
 
 
 def _pick_person(rng: random.Random, ents: list[Entity], pool: list[int], role: str) -> int:

@@ -6,6 +6,7 @@ import random
 
 from steper.data.schema import ChainStep, Paragraph, Question
 from steper.data.toy.entities import Entity
+from steper.data.toy.evidence import walk_is_gated
 from steper.data.toy.render import fact_sentence, question_text
 from steper.data.toy.schema import FORBIDDEN_PAIRS, KINDS, MAX_HOPS, N_DISTRACTORS, REL, RELATIONS
 from steper.errors import SteperError
@@ -47,10 +48,15 @@ class QuestionMaker:
     A draw picks a start kind, then a path template of that kind, uniformly among those not used
     up. Per path template the start entities are shuffled once and consumed in order, so no pair is
     ever drawn twice (splits are disjoint by construction) and the draw always terminates.
+
+    `gated`: skip walks that fail `walk_is_gated` (the gated world). The skip draws nothing from
+    `rng`, and with `gated=False` nothing is skipped, so the open world's questions stay as they were.
     """
 
-    def __init__(self, rng: random.Random, ents: list[Entity], paragraphs: list[Paragraph]):
-        self.rng, self.ents, self.paragraphs = rng, ents, paragraphs
+    def __init__(
+        self, rng: random.Random, ents: list[Entity], paragraphs: list[Paragraph], gated: bool = False
+    ):
+        self.rng, self.ents, self.paragraphs, self.gated = rng, ents, paragraphs, gated
         self.active: dict[int, list[tuple[str, ...]]] = {}
         self.queue: dict[tuple[str, ...], list[int]] = {}
         self.texts: set[str] = set()  # membership only
@@ -79,7 +85,7 @@ class QuestionMaker:
             while q:
                 start = q.pop()
                 walk = _walk(self.ents, start, t)
-                if walk is None:
+                if walk is None or (self.gated and not walk_is_gated(walk, self.mentions)):
                     continue
                 text = question_text(self.ents[start], t)
                 if text in self.texts:  # pragma: no cover - (start, path) already determines the text

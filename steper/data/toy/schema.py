@@ -20,6 +20,12 @@ BASE_COUNTS = {
 MAX_SCALE = 20  # the world never grows beyond 20x the base (~19k paragraphs)
 MAX_HOPS = 6
 PARAGRAPH_STYLES = ("full", "facts")
+# How evidence reaches the loop (`make_world(evidence=...)`, `dataset.evidence`): `open` is the first
+# world (spouses state their marriage in both paragraphs; any walk is a question); `gated` states
+# every fact in its subject's paragraph only and keeps the walks whose paragraphs name no other walk
+# entity than the next one, so each hop's paragraph is reachable only through the previous hop's
+# bridge entity (steper.data.toy.evidence).
+EVIDENCE_MODES = ("open", "gated")
 N_DISTRACTORS = 4  # non-supporting paragraphs in each question's `contexts` (2 related + random)
 
 # How the start entity is named in a question ("the film Zorvak Telu").
