@@ -4,13 +4,15 @@
 
 `collect_runs` reads job folders (their `run.json` cards), multirun folders and W&B CSV exports
 into `RunRecord`s; `steper.report.tables` builds Table 1, Table 2 and the scaling table,
-`steper.report.run_tables` the runs, training and judge tables; `steper.report.plots` draws σ_j,
-scaling, latency and validation-loss figures; `steper.report.judge` scores reasoning traces with an
-LLM judge. `make_report` does all of it and writes the report folder:
+`steper.report.paired` the paired differences (with `steper.report.stats`: bootstrap CIs, exact
+McNemar / sign tests, t-intervals over seeds), `steper.report.run_tables` the runs, training and
+judge tables; `steper.report.plots` draws σ_j, scaling, latency, validation-loss and Acc-with-CI
+figures; `steper.report.judge` scores reasoning traces with an LLM judge. `make_report` does all of
+it and writes the report folder:
 
     report.md                     every table, the problems found, the figures
-    table1.csv table2.csv scaling.csv runs.csv [judge.csv]
-    scaling.png latency.png val_loss_<dataset>.png sigma_<run>.png
+    table1.csv table2.csv paired.csv [paired_seeds.csv] scaling.csv runs.csv [judge.csv]
+    acc_ci.png scaling.png latency.png val_loss_<dataset>.png sigma_<run>.png
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def make_report(
         tables["judge"] = judge_table(judged)
     tables["runs"] = runs_table(runs, kept)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("table1", "table2", "scaling", "training", "judge", "runs"):
-        if name in tables:
+    for name in ("table1", "table2", "paired", "paired_seeds", "scaling", "training", "judge", "runs"):
+        if name in tables and (tables[name] or name != "paired_seeds"):
             path = out / f"{name}.csv"
             tables[name].write_csv(path)
             report.files.append(path)
@@ -137,6 +139,37 @@ def make_report(
     return report
 
 
+PAIRED_INTRO = (
+    "The paper's comparisons on the same test questions: StepER (each weighting) − Vanilla-KD on EM / "
+    "F1 / Acc, adaptive − uniform / first / last on Acc, within one model, dataset and evaluation. One "
+    "seed: the paired bootstrap 95% CI over the questions both runs answered (n) and an exact test "
+    "(McNemar for EM / Acc, the sign test for F1). Several seeds: the mean of the per-seed differences, "
+    "a bootstrap CI over questions (each question's difference averaged over the seeds), the "
+    "t-interval over seeds, and the exact test pooled over question × seed pairs. The verdict names "
+    "the higher one only when every CI excludes 0 and p < 0.05; p-values are not corrected for the "
+    "number of comparisons."
+)
+
+
+def _paired_section(tables: dict[str, Any]) -> list[str]:
+    t, per_seed = tables.get("paired"), tables.get("paired_seeds")
+    if t is None:
+        return []
+    parts = [f"## {t.title}", "", PAIRED_INTRO, ""]
+    if t:
+        parts += [t.to_markdown(with_title=False), ""]
+    else:
+        parts += [
+            "No paired differences (no two runs that the paper compares, of one model, dataset and "
+            "evaluation, with per-question scores).",
+            "",
+        ]
+        parts += [*(f"- {n}" for n in t.notes), ""] if t.notes else []
+    if per_seed:
+        parts += [f"### {per_seed.title}", "", per_seed.to_markdown(with_title=False), ""]
+    return parts
+
+
 def render_markdown(report: Report, paths: list[Path]) -> str:
     runs = report.runs
     ok = sum(r.ok for r in runs)
@@ -150,7 +183,8 @@ def render_markdown(report: Report, paths: list[Path]) -> str:
         "",
         f"{len(runs)} runs: {ok} finished, {failed} failed or unfinished, {partial} without answer metrics.",
         "Cells are mean over seeds (± sample std and n when there are several); `—` marks a gap, listed "
-        "under its table.",
+        "under its table; `–` a number the run's card does not record. `[low, high]` is a 95% CI: for one "
+        "seed a bootstrap over its test questions, for several the t-interval over seeds.",
         "",
     ]
     if report.problems:
@@ -167,6 +201,8 @@ def render_markdown(report: Report, paths: list[Path]) -> str:
         t = report.tables[name]
         parts += [f"## {t.title}", ""]
         parts += [t.to_markdown(with_title=False) if t else empty, ""]
+        if name == "table2":
+            parts += _paired_section(report.tables)
     parts += ["## Reasoning-ability judge", ""]
     if "judge" in report.tables:
         t = report.tables["judge"]

@@ -18,11 +18,16 @@ writes into --out:
   report.md            all tables, problems, warnings, figures
   table1.csv           method x weighting (+ baselines) by dataset x EM/F1/Acc
   table2.csv           StepER by weighting (uniform/first/last/adaptive) by dataset, Acc
+  paired.csv           paired differences on the same questions: StepER - Vanilla-KD, adaptive -
+                       uniform/first/last; 95% CI, exact McNemar / sign test p, verdict
+  paired_seeds.csv     the per-seed rows behind paired.csv's summaries (several seeds)
   scaling.csv          Acc by model size: StepER / Vanilla-KD (+ teacher)
   runs.csv, judge.csv  every run; the judge's shares of scores >= 4 (when judged)
-  *.png                scaling, latency, val_loss_<dataset>, sigma_<run>
+  *.png                acc_ci (Acc with 95% CIs), scaling, latency, val_loss_<dataset>, sigma_<run>
 
-cells: mean over seeds, "58.40 ± 0.52 (n=3)" with several seeds; "—" = a gap (listed).
+cells: mean over seeds, "58.40 ± 0.52 (n=3)" with several seeds; "—" = a gap (listed);
+  "[low, high]" = 95% CI: bootstrap over test questions (one seed, needs its predictions.jsonl),
+  t-interval over seeds (several).
 the teacher: evaluate it with target.label=teacher, or name it here with --teacher <model>.
 
 examples:
@@ -97,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         console = _console()
         if not args.quiet:
-            for name in ("table1", "table2", "scaling", "training", "judge"):
+            for name in ("table1", "table2", "paired", "scaling", "training", "judge"):
                 t = report.tables.get(name)
+                if name == "paired" and t is not None and not t:
+                    for n in t.notes:  # why there are no paired differences, in one line
+                        console.print(f"[dim]paired differences: {escape(n)}[/dim]", highlight=False)
                 if t:
                     console.print(t.to_rich())
                     for g in t.gap_lines():

@@ -14,9 +14,11 @@ What is read (the card's contract; a key the report does not know is ignored):
   `model.seed`;
 - `metrics`: `em`, `f1`, `acc` (percent, 0-100), `latency_s` (seconds per question, a number or
   {mean, retrieval, generation}), `questions_per_s`, `n`, `gold_recall`, `mean_steps`, `failures`,
-  `no_answer`, `by_hops`, `by_type`;
+  `no_answer`, `by_hops`, `by_type`; train: `optimizer_steps`, `examples_seen`, `target_tokens`
+  (what the student trained on, whole numbers; absent in older cards);
 - `where.history` (train: Lightning's csv/metrics.csv) and `where.predictions`, relative to the card's
-  folder.
+  folder; of a finished run's predictions file, each row's `qid` and its `em`, `f1`, `acc` (the
+  per-question scores of the CIs and paired tests, `steper.report.paired`).
 
 A value of the wrong kind (a metric that is text, a list, NaN, or outside 0-100) is left out and
 named in a problem line: file, key and value.
@@ -43,6 +45,9 @@ from steper.runcard import CARD_FILE, RunCard, read_card
 TABLED_JOBS = ("train", "evaluate")
 EXTRA_NUMBERS = ("n", "gold_recall", "mean_steps", "failures", "no_answer", "questions_per_s")
 EXTRA_BREAKDOWNS = ("by_hops", "by_type")
+TRAINING_COUNTS = ("optimizer_steps", "examples_seen", "target_tokens")
+# the card's metric and the mean of its predictions' scores agree to the card's rounding (4 decimals)
+SCORES_TOLERANCE = 0.01
 LATENCY_PARTS = ("mean", "retrieval", "generation")
 
 
@@ -98,6 +103,17 @@ def number(value: Any, key: str, problems: Problems, *, percent: bool = False) -
     return float(value)
 
 
+def count(value: Any, key: str, problems: Problems) -> int | None:
+    """A whole non-negative number (`12`, `12.0`), or None; anything else present is a problem."""
+    v = number(value, key, problems)
+    if v is None:
+        return None
+    if v < 0 or v != int(v):
+        problems.add(f"{key} is {_shown(value)}, not a whole number >= 0; left out")
+        return None
+    return int(v)
+
+
 # ------------------------------------------------------------------------------------------ fields
 
 
@@ -147,6 +163,10 @@ def _metrics(rec: RunRecord, metrics: dict[str, Any], problems: Problems) -> Non
         rec.latency_s = number(lat, "metrics.latency_s", problems)
     for k in EXTRA_NUMBERS:
         v = number(metrics.get(k), f"metrics.{k}", problems)
+        if v is not None:
+            rec.extra[k] = v
+    for k in TRAINING_COUNTS:
+        v = count(metrics.get(k), f"metrics.{k}", problems)
         if v is not None:
             rec.extra[k] = v
     if rec.latency_s is None and rec.extra.get("questions_per_s"):
@@ -206,6 +226,53 @@ def _files(rec: RunRecord, card: RunCard, folder: Path, problems: Problems) -> N
                 problems.add(f"unreadable training history {display_path(path)} ({e})")
     if preds and (folder / preds).is_file():
         rec.predictions = folder / preds
+        if rec.ok:
+            rec.scores = _checked_scores(rec, rec.predictions, problems)
+
+
+def read_scores(path: Path) -> tuple[dict[str, dict[str, float]], int]:
+    """The per-question scores of a predictions file, metric -> qid -> score in [0, 1], and how many
+    rows had none (no `qid`, or no valid score). A qid that appears twice keeps its later row, as
+    the file's writer does when it resumes."""
+    from steper.io import iter_jsonl
+
+    scores: dict[str, dict[str, float]] = {m: {} for m in METRICS}
+    unusable: list[int] = []
+    for lineno, row in iter_jsonl(path, strict=False, skipped=unusable):
+        qid = row.get("qid")
+        used = False
+        for m in METRICS:
+            v = row.get(m)
+            if qid is not None and isinstance(v, int | float) and not isinstance(v, bool):
+                if math.isfinite(v) and 0 <= v <= 1:
+                    scores[m][str(qid)] = float(v)
+                    used = True
+        if not used:
+            unusable.append(lineno)
+    return {m: s for m, s in scores.items() if s}, len(unusable)
+
+
+def _checked_scores(rec: RunRecord, path: Path, problems: Problems) -> dict[str, dict[str, float]]:
+    """The predictions' scores of the metrics whose mean matches the card's; a mismatch (the file
+    of another evaluation?) is a problem and that metric gets no CI or paired test."""
+    shown = display_path(path)
+    try:
+        scores, unusable = read_scores(path)
+    except (OSError, UnicodeDecodeError) as e:
+        problems.add(f"unreadable predictions {shown} ({e}); no CIs or paired tests for this run")
+        return {}
+    if unusable:
+        problems.add(f"{shown}: {unusable} rows without a qid and scores; left out")
+    for m in list(scores):
+        card = rec.metrics.get(m)
+        mean = 100 * math.fsum(scores[m].values()) / len(scores[m])
+        if card is not None and abs(mean - card) > SCORES_TOLERANCE:
+            problems.add(
+                f"{shown}: mean {m} {mean:.2f} differs from the card's {card:.2f} (the predictions of "
+                f"another evaluation?); no {m} CI or paired test for this run"
+            )
+            del scores[m]
+    return scores
 
 
 # ------------------------------------------------------------------------------------------- cards

@@ -10,6 +10,8 @@
   one panel per dataset.
 - `val_loss_<dataset>.png`: validation loss per task (first / mid / final) over training steps,
   one line per run.
+- `acc_ci.png`: Acc of every Table 1 row with its 95% CI as error bars (one seed: bootstrap over
+  test questions; several: t-interval over seeds, each seed a small dot); one panel per dataset.
 
 Each function returns (files written, reasons for what it skipped); a plot whose data is absent is
 skipped with a reason, never an exception.
@@ -17,7 +19,6 @@ skipped with a reason, never an exception.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import statistics
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from steper.constants import STEP_TASKS
+from steper.report.figure import MARKERS, figure, save, series_colors, series_rank, short_label, styled
 from steper.report.records import RunRecord
 from steper.report.rows import (
     baseline_model,
@@ -35,49 +37,13 @@ from steper.report.rows import (
     student_label,
     vanilla_qualified,
 )
-from steper.report.tables import scaling_weighting
+from steper.report.table import Stat
+from steper.report.tables import scaling_weighting, table1
 
 TASK_COLORS = {"first": "#1f77b4", "mid": "#ff7f0e", "final": "#2ca02c"}
-DPI = 150
-STYLE = {
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
-    "legend.fontsize": 9,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-}
 MAX_RUNS_PER_FIGURE = 10
 
 Result = tuple[list[Path], list[str]]
-
-
-def _styled(fn):
-    """Run a plot function under the report's matplotlib style (font sizes, grid)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        import matplotlib
-
-        with matplotlib.rc_context(STYLE):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-def _figure(nrows: int, ncols: int, width: float, height: float):
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
-
-    fig = Figure(figsize=(width * ncols, height * nrows), dpi=DPI, layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
 
 
 def _step_axis(ax) -> None:
@@ -136,7 +102,7 @@ def _task_panel(
     ax.legend(loc="best")
 
 
-@_styled
+@styled
 def plot_sigma(runs: Iterable[RunRecord], out: Path) -> Result:
     """One figure per run that logged `sigma/*`: σ_j and the effective weights over steps."""
     files: list[Path] = []
@@ -151,7 +117,7 @@ def plot_sigma(runs: Iterable[RunRecord], out: Path) -> Result:
             continue
         wts = {t: series(r.history, f"weight/{t}") for t in STEP_TASKS}
         has_w = any(xs for xs, _ in wts.values())
-        fig, axes = _figure(1, 2 if has_w else 1, 6.0, 4.2)
+        fig, axes = figure(1, 2 if has_w else 1, 6.0, 4.2)
         _task_panel(
             axes[0][0], sig, r"$\sigma$ {}", r"$\sigma_j$ (learned task uncertainty)", r"$\sigma_j$ per task"
         )
@@ -161,7 +127,7 @@ def plot_sigma(runs: Iterable[RunRecord], out: Path) -> Result:
             )
         fig.suptitle(_run_title(r), fontsize=12)
         name = slug(f"{r.model}-{r.method}-{r.weighting}-{r.dataset}-seed{r.seed}")
-        files.append(_save(fig, _unique(out / f"sigma_{name}.png", used)))
+        files.append(save(fig, _unique(out / f"sigma_{name}.png", used)))
     skipped = []
     if not files:
         skipped.append(
@@ -246,7 +212,7 @@ def _scaling_panel(ax, title: str, by_method: dict[str, dict[float, list[float]]
     ax.legend(loc="best")
 
 
-@_styled
+@styled
 def plot_scaling(runs: list[RunRecord], out: Path) -> Result:
     """Figure 4: Acc against student size (log x), StepER vs Vanilla-KD, teacher dashed."""
     points, teachers = _scaling_points(runs)
@@ -263,16 +229,16 @@ def plot_scaling(runs: list[RunRecord], out: Path) -> Result:
             else "fewer than two student sizes per dataset"
         )
         return [], [f"scaling plot: {why}"]
-    fig, axes = _figure(1, len(datasets), 5.6, 4.4)
+    fig, axes = figure(1, len(datasets), 5.6, 4.4)
     for ax, d in zip(axes[0], datasets):
         _scaling_panel(ax, f"{dataset_label(d)}: accuracy vs student size", points[d], teachers.get(d, {}))
-    return [_save(fig, out / "scaling.png")], []
+    return [save(fig, out / "scaling.png")], []
 
 
 # ---------------------------------------------------------------------------------------- latency
 
 
-@_styled
+@styled
 def plot_latency(runs: list[RunRecord], out: Path) -> Result:
     """Figure 5: Acc against mean latency per question; one point per system (colour = method,
     label = model), mean over seeds; one panel per dataset."""
@@ -291,10 +257,10 @@ def plot_latency(runs: list[RunRecord], out: Path) -> Result:
         return [], [
             "latency plot: no finished run reports latency (latency_s.mean in its evaluation metrics)"
         ]
-    names = sorted({name for d in groups.values() for name, _ in d}, key=_series_rank)
-    colors = _series_colors(names)
-    markers = {n: _MARKERS.get(n.split(" ")[0], "^") for n in names}
-    fig, axes = _figure(1, len(datasets), 6.4, 4.8)
+    names = sorted({name for d in groups.values() for name, _ in d}, key=series_rank)
+    colors = series_colors(names)
+    markers = {n: MARKERS.get(n.split(" ")[0], "^") for n in names}
+    fig, axes = figure(1, len(datasets), 6.4, 4.8)
     for ax, d in zip(axes[0], datasets):
         pts = groups[d]
         xs_all = []
@@ -307,7 +273,7 @@ def plot_latency(runs: list[RunRecord], out: Path) -> Result:
             xs_all += xs
             ax.scatter(xs, ys, s=70, color=colors[name], marker=markers[name], label=name, zorder=3)
             for (model, _), x, y in zip(mine, xs, ys):
-                ax.annotate(_short(model), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+                ax.annotate(short_label(model), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
         if max(xs_all) / min(xs_all) > 10:
             _log_x(ax)
         ax.margins(x=0.2, y=0.15)
@@ -315,40 +281,7 @@ def plot_latency(runs: list[RunRecord], out: Path) -> Result:
         ax.set_ylabel("Acc (%)")
         ax.set_title(f"{dataset_label(d)}: accuracy vs latency")
         ax.legend(loc="best")
-    return [_save(fig, out / "latency.png")], []
-
-
-def _series_rank(name: str) -> tuple[int, str]:
-    order = ("Teacher", "ICL", "Vanilla-KD", "StepER")
-    for i, o in enumerate(order):
-        if name.startswith(o):
-            return (i, name)
-    return (len(order), name)
-
-
-_MARKERS = {"Teacher": "D", "Vanilla-KD": "s", "StepER": "o"}
-_FREE_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
-_FIXED_COLORS = {"Teacher": "#444444", "Vanilla-KD": "#1f77b4", "StepER (adaptive)": "#d62728"}
-
-
-def _series_colors(names: list[str]) -> dict[str, str]:
-    """Fixed colours for teacher / Vanilla-KD / StepER (adaptive), distinct ones for the rest."""
-    out: dict[str, str] = {}
-    free = 0
-    for name in names:
-        fixed = next((c for k, c in _FIXED_COLORS.items() if name == k or name.startswith(k + " (")), None)
-        if name.startswith("StepER") and name != "StepER (adaptive)":
-            fixed = None
-        if fixed is None:
-            fixed = _FREE_COLORS[free % len(_FREE_COLORS)]
-            free += 1
-        out[name] = fixed
-    return out
-
-
-def _short(model: str) -> str:
-    """A model name short enough for a point label (an HF id without its organisation)."""
-    return model.rsplit("/", 1)[-1]
+    return [save(fig, out / "latency.png")], []
 
 
 def _log_x(ax) -> None:
@@ -363,7 +296,7 @@ def _log_x(ax) -> None:
 # --------------------------------------------------------------------------------- validation loss
 
 
-@_styled
+@styled
 def plot_val_loss(runs: list[RunRecord], out: Path) -> Result:
     """Per dataset: validation loss of each task over steps, one panel per task, one line per run."""
     by_ds: dict[str, list[RunRecord]] = defaultdict(list)
@@ -379,7 +312,7 @@ def plot_val_loss(runs: list[RunRecord], out: Path) -> Result:
         chunks = [rs[i : i + MAX_RUNS_PER_FIGURE] for i in range(0, len(rs), MAX_RUNS_PER_FIGURE)]
         for k, chunk in enumerate(chunks):
             tasks = [t for t in STEP_TASKS if any(series(r.history, f"val/loss_{t}")[0] for r in chunk)]
-            fig, axes = _figure(1, len(tasks), 4.8, 4.0)
+            fig, axes = figure(1, len(tasks), 4.8, 4.0)
             for ax, t in zip(axes[0], tasks):
                 for i, r in enumerate(chunk):
                     xs, ys = series(r.history, f"val/loss_{t}")
@@ -403,15 +336,70 @@ def plot_val_loss(runs: list[RunRecord], out: Path) -> Result:
             part = f" ({k + 1}/{len(chunks)})" if len(chunks) > 1 else ""
             fig.suptitle(f"{dataset_label(d)}: validation loss per task{part}", fontsize=12)
             suffix = f"_{k + 1}" if len(chunks) > 1 else ""
-            files.append(_save(fig, out / f"val_loss_{slug(d)}{suffix}.png"))
+            files.append(save(fig, out / f"val_loss_{slug(d)}{suffix}.png"))
     return files, []
+
+
+# ------------------------------------------------------------------------------- Acc with its CI
+
+
+def _acc_cells(runs: list[RunRecord]) -> dict[str, list[tuple[str, str, Stat]]]:
+    """Table 1's Acc cells (the same numbers and CIs the table prints) by dataset: (method, model,
+    cell), in the table's row order."""
+    t = table1(runs)
+    out: dict[str, list[tuple[str, str, Stat]]] = defaultdict(list)
+    for keys, cells in t.rows:
+        for name, cell in zip(t.value_names, cells):
+            dataset, _, metric = name.rpartition("/")
+            if metric == "acc" and isinstance(cell, Stat):
+                out[dataset].append((keys[0], keys[1], cell))
+    return out
+
+
+@styled
+def plot_acc_ci(runs: list[RunRecord], out: Path) -> Result:
+    """Acc per Table 1 row with its 95% CI (horizontal error bars, so long labels stay readable)."""
+    cells = _acc_cells(runs)
+    datasets = [d for d in dataset_order(cells) if any(c.ci for _, _, c in cells[d])]
+    if not datasets:
+        return [], [
+            "Acc CI plot: no Acc cell has a CI (it needs a predictions file with per-question scores, "
+            "or several seeds)"
+        ]
+    names = sorted({method for d in datasets for method, _, _ in cells[d]}, key=series_rank)
+    colors = series_colors(names)
+    tallest = max(len(cells[d]) for d in datasets)
+    fig, axes = figure(1, len(datasets), 6.4, 1.2 + 0.45 * tallest)
+    for ax, d in zip(axes[0], datasets):
+        rows = cells[d]
+        for y, (method, _, c) in enumerate(rows):
+            lo, hi = c.ci if c.ci else (c.mean, c.mean)
+            ax.errorbar(
+                [c.mean],
+                [y],
+                xerr=[[c.mean - lo], [hi - c.mean]],
+                fmt=MARKERS.get(method.split(" ")[0], "^"),
+                color=colors[method],
+                markersize=7,
+                capsize=4,
+                linewidth=2,
+            )
+            if c.n > 1:  # the seeds behind a mean
+                ax.scatter(c.values, [y] * c.n, s=14, facecolors="none", edgecolors=colors[method], zorder=3)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([f"{method} · {short_label(model)}" for method, model, _ in rows])
+        ax.invert_yaxis()  # the table's first row on top
+        ax.margins(y=0.5 / max(1, len(rows)))
+        ax.set_xlabel("Acc (%); bars: 95% CI, circles: the seeds")
+        ax.set_title(f"{dataset_label(d)}: accuracy with 95% CI")
+    return [save(fig, out / "acc_ci.png")], []
 
 
 def make_plots(runs: list[RunRecord], out: Path) -> Result:
     """Every plot; a plot that fails for an unforeseen reason is skipped with its error, not raised."""
     files: list[Path] = []
     skipped: list[str] = []
-    for fn in (plot_scaling, plot_latency, plot_val_loss, plot_sigma):
+    for fn in (plot_acc_ci, plot_scaling, plot_latency, plot_val_loss, plot_sigma):
         try:
             f, s = fn(runs, out)
         except Exception as e:  # a plot must never take the report down

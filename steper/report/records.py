@@ -20,7 +20,9 @@ class RunRecord:
     e.g. a train run whose evaluation did not run; its history still plots), or `failed` (the job
     failed, was killed or is still running). `metrics` holds `em`, `f1`, `acc` in percent when known.
     `role`: `student` (train runs, and evaluate runs of a trained student) or `baseline` (evaluate
-    runs of a teacher / an endpoint / in-context learning).
+    runs of a teacher / an endpoint / in-context learning). `extra` holds the card's other numbers,
+    among them what a student trained on when its card says: `optimizer_steps`, `examples_seen`,
+    `target_tokens` (ints).
     """
 
     path: str
@@ -42,6 +44,9 @@ class RunRecord:
     history: dict[str, list[float | None]] = field(default_factory=dict)
     history_path: str | None = None
     predictions: Path | None = None
+    # per-question scores of the predictions file, metric -> qid -> score (0/1, F1 in [0, 1]): the
+    # unit of the bootstrap CIs and the paired tests (steper.report.paired)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     overrides: dict[str, str] = field(default_factory=dict)  # the card's overrides, key -> value
     config: dict[str, Any] = field(default_factory=dict, repr=False)  # the card's resolved config
     variant: str = ""  # the swept settings that tell this run apart from same-cell runs

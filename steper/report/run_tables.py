@@ -4,13 +4,19 @@ really train?) and the reasoning-ability judge's scores."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from steper.constants import METRICS, STEP_TASKS
+from steper.report.cards import TRAINING_COUNTS
 from steper.report.judge_prompts import ABILITIES
+from steper.report.paired import run_interval
 from steper.report.records import RunRecord, where
 from steper.report.rows import baseline_model, dataset_label, model_rank, student_label, vanilla_qualified
-from steper.report.table import Cell, Stat, Table
+from steper.report.table import UNRECORDED, Cell, Stat, Table
+
+# the columns of what a student trained on (the card's metrics.optimizer_steps, …)
+COUNT_LABELS = {"optimizer_steps": "steps", "examples_seen": "examples", "target_tokens": "target tokens"}
 
 
 def judge_table(judged: list[tuple[RunRecord, dict[str, Any]]]) -> Table:
@@ -66,16 +72,27 @@ def _finite(x: Any) -> bool:
 # ------------------------------------------------------------------------------------------ runs
 
 
+def has_counts(runs: Iterable[RunRecord]) -> bool:
+    """Whether any student's card recorded what it trained on (then the tables show it; older cards
+    did not, and a column of nothing but `–` would be noise)."""
+    return any(k in r.extra for r in runs if r.role == "student" for k in TRAINING_COUNTS)
+
+
 def runs_table(runs: list[RunRecord], kept: list[RunRecord] | None = None) -> Table:
     """Every run collected, one line each (the report's inventory); runs left out of `kept` (the
-    losers of a same-cell-same-seed duplicate) are marked `superseded`."""
+    losers of a same-cell-same-seed duplicate) are marked `superseded`. EM / F1 / Acc carry the
+    run's bootstrap 95% CI over its test questions when its predictions have per-question scores;
+    what each student trained on (steps, examples, target tokens) when any card says."""
     kept_ids = None if kept is None else {id(r) for r in kept}
+    counts = list(TRAINING_COUNTS) if has_counts(runs) else []
     table = Table(
         name="runs",
         title="Runs",
         key_header=["run", "kind", "method", "model", "dataset", "seed", "mode", "status"],
-        value_header=["EM", "F1", "Acc", "latency (s/q)"],
-        value_names=["em", "f1", "acc", "latency_s"],
+        value_header=["EM", "F1", "Acc", "latency (s/q)"] + [COUNT_LABELS[k] for k in counts],
+        value_names=["em", "f1", "acc", "latency_s", *counts],
+        with_ci=True,
+        no_ci=("latency_s", *counts),
     )
     for r in sorted(runs, key=lambda r: r.order):
         keys = [
@@ -88,8 +105,15 @@ def runs_table(runs: list[RunRecord], kept: list[RunRecord] | None = None) -> Ta
             r.mode or "",
             r.status + (", superseded" if kept_ids is not None and id(r) not in kept_ids else ""),
         ]
-        cells: list[Cell] = [Stat([r.metrics[m]]) if m in r.metrics else "" for m in METRICS]
+        cells: list[Cell] = [
+            Stat([r.metrics[m]], ci=run_interval(r, m)) if m in r.metrics else "" for m in METRICS
+        ]
         cells.append(Stat([r.latency_s]) if r.latency_s is not None else "")
+        for k in counts:
+            student = r.role == "student"
+            cells.append(
+                Stat([float(r.extra[k])], integer=True) if k in r.extra else UNRECORDED if student else ""
+            )
         table.rows.append((keys, cells))
     return table
 

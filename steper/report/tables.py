@@ -11,8 +11,12 @@
   the `adaptive` weighting when it was run, else the one weighting that was (said in the notes).
 
 A cell is the mean over seeds; with more than one seed it reads `58.40 ± 0.52 (n=3)` (sample
-standard deviation, ddof=1). A cell without a finished run is `—` and listed under the table with
-the reason (no run, or the failed folders); a cell missing some seeds is noted. Two runs claiming
+standard deviation, ddof=1). In Table 1 and Table 2 a cell adds its 95% CI, `24.00 [12.0, 36.0]`:
+one seed's bootstrap CI over the test questions (when its predictions file has per-question
+scores), or the t-interval over several seeds (`steper.report.paired`). When any student's card
+says what it trained on, both tables add per dataset its optimizer steps, examples seen and target
+tokens (`–` for a card without them). A cell without a finished run is `—` and listed under the
+table with the reason (no run, or the failed folders); a cell missing some seeds is noted. Two runs claiming
 the same cell with the same seed: a warning names both, and the later one (by when its job finished,
 the card's `finished`; a finished run beats a failed one) wins.
 
@@ -29,6 +33,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from steper.constants import METRICS
+from steper.report.cards import TRAINING_COUNTS
+from steper.report.paired import cell_stat, paired_tables
 from steper.report.records import RunRecord, where
 from steper.report.rows import (
     baseline_model,
@@ -42,8 +48,8 @@ from steper.report.rows import (
     vanilla_qualified,
     weighting_rank,
 )
-from steper.report.run_tables import training_table
-from steper.report.table import Cell, Stat, Table
+from steper.report.run_tables import COUNT_LABELS, has_counts, training_table
+from steper.report.table import UNRECORDED, Cell, Stat, Table
 
 METRIC_LABELS = {"em": "EM", "f1": "F1", "acc": "Acc"}
 
@@ -61,6 +67,21 @@ class _Grid:
     def stat(self, row: tuple, dataset: str, metric: str) -> Stat | None:
         vals = [r.metrics[metric] for r in self.done.get((row, dataset), []) if metric in r.metrics]
         return Stat(vals) if vals else None
+
+    def stat_ci(self, row: tuple, dataset: str, metric: str) -> Stat | None:
+        """The cell with its 95% CI (`steper.report.paired.cell_stat`)."""
+        return cell_stat(self.done.get((row, dataset), []), metric)
+
+    def counts(self, row: tuple, dataset: str) -> list[Cell]:
+        """What the cell's students trained on, one cell per `TRAINING_COUNTS` (`–`: not recorded)."""
+        done = self.done.get((row, dataset), [])
+        if not done:
+            return [None] * len(TRAINING_COUNTS)
+        cells: list[Cell] = []
+        for k in TRAINING_COUNTS:
+            vals = [float(r.extra[k]) for r in done if k in r.extra]
+            cells.append(Stat(vals, integer=True) if vals else UNRECORDED)
+        return cells
 
     def explain(
         self, row: tuple, dataset: str, what: str, metrics: Iterable[str]
@@ -110,17 +131,26 @@ def table1(runs: list[RunRecord], metrics: tuple[str, ...] = METRICS) -> Table:
             keys = [label, r.model or "?"]
         rows.setdefault(key, (keys, sort))
         grid.add(key, r.dataset, r)
+    counts = TRAINING_COUNTS if has_counts(runs) else ()
     table = Table(
         name="table1",
-        title="Table 1: answer metrics (%, mean ± std over seeds)",
+        title="Table 1: answer metrics (%, mean ± std over seeds, [95% CI])",
         key_header=["method", "model"],
-        value_header=[f"{dataset_label(d)} {METRIC_LABELS[m]}" for d in datasets for m in metrics],
-        value_names=[f"{d}/{m}" for d in datasets for m in metrics],
+        value_header=[
+            f"{dataset_label(d)} {label}"
+            for d in datasets
+            for label in [METRIC_LABELS[m] for m in metrics] + [COUNT_LABELS[k] for k in counts]
+        ],
+        value_names=[f"{d}/{name}" for d in datasets for name in [*metrics, *counts]],
+        with_ci=True,
+        no_ci=tuple(f"{d}/{k}" for d in datasets for k in counts),
     )
     for key, (keys, _) in sorted(rows.items(), key=lambda kv: kv[1][1]):
         cells: list[Cell] = []
         for d in datasets:
-            cells += [grid.stat(key, d, m) for m in metrics]
+            cells += [grid.stat_ci(key, d, m) for m in metrics]
+            if counts:
+                cells += grid.counts(key, d) if key[0] == "student" else [""] * len(counts)
             gap, note = grid.explain(key, d, f"{' · '.join(keys)} · {dataset_label(d)}", metrics)
             table.gaps += [gap] if gap else []
             table.notes += [note] if note else []
@@ -142,19 +172,27 @@ def table2(runs: list[RunRecord]) -> Table:
             key, [(r.weighting or "?") + (f" [{r.variant}]" if r.variant else ""), r.model or "?"]
         )
         grid.add(key, r.dataset, r)
+    counts = TRAINING_COUNTS if has_counts(runs) else ()
     table = Table(
         name="table2",
-        title="Table 2: StepER by loss weighting (Acc %, mean ± std over seeds)",
+        title="Table 2: StepER by loss weighting (Acc %, mean ± std over seeds, [95% CI])",
         key_header=["weighting", "model"],
-        value_header=[f"{dataset_label(d)} Acc" for d in datasets],
-        value_names=[f"{d}/acc" for d in datasets],
+        value_header=[
+            f"{dataset_label(d)} {label}"
+            for d in datasets
+            for label in ["Acc", *(COUNT_LABELS[k] for k in counts)]
+        ],
+        value_names=[f"{d}/{name}" for d in datasets for name in ["acc", *counts]],
+        with_ci=True,
+        no_ci=tuple(f"{d}/{k}" for d in datasets for k in counts),
     )
     for key in sorted(rows):
         keys = rows[key]
         who = f"StepER ({key[3]})" + (f" [{key[4]}]" if key[4] else "") + f" · {keys[1]}"
         cells: list[Cell] = []
         for d in datasets:
-            cells.append(grid.stat(key, d, "acc"))
+            cells.append(grid.stat_ci(key, d, "acc"))
+            cells += grid.counts(key, d) if counts else []
             gap, note = grid.explain(key, d, f"{who} · {dataset_label(d)}", ("acc",))
             table.gaps += [gap] if gap else []
             table.notes += [note] if note else []
@@ -248,9 +286,10 @@ def scaling_table(runs: list[RunRecord]) -> Table:
 
 
 def build_tables(runs: list[RunRecord]) -> tuple[dict[str, Table], list[str]]:
-    """Table 1, Table 2, the scaling table (after resolving duplicate cells) and the training
-    table; and the warnings."""
+    """Table 1, Table 2, the scaling table, the paired differences (after resolving duplicate
+    cells) and the training table; and the warnings."""
     kept, warnings = resolve_duplicates(runs)
     tables = {"table1": table1(kept), "table2": table2(kept), "scaling": scaling_table(kept)}
+    tables["paired"], tables["paired_seeds"] = paired_tables(kept)
     tables["training"] = training_table(runs)
     return tables, warnings

@@ -113,7 +113,8 @@ def test_plots_skip_without_data(tmp_path, capsys):
     runs, _ = collect_runs([tmp_path])
     files, skipped = make_plots(runs, tmp_path / "out")
     assert files == []
-    assert len(skipped) == 4 and any(s.startswith("scaling plot:") for s in skipped)
+    assert len(skipped) == 5 and any(s.startswith("scaling plot:") for s in skipped)
+    assert any(s.startswith("Acc CI plot:") for s in skipped)
     assert any(s.startswith("latency plot:") for s in skipped)
 
 

@@ -12,10 +12,11 @@ from steper.report.collect import collect_runs, mark_teachers
 from steper.report.tables import build_tables, model_size, resolve_duplicates
 from tests.report.runs_fixture import eval_metrics, eval_run, generate_data_run, multirun_yaml, train_run
 
-# Acc per weighting and seed; mean ± sample std by hand:
-#   uniform  57, 58, 59      mean 58.00, std sqrt((1+0+1)/2) = 1.00
-#   adaptive 60.5, 61, 61.5  mean 61.00, std sqrt((.25+0+.25)/2) = 0.50
-#   first    56, 57.5, 59    mean 57.50, std sqrt((2.25+0+2.25)/2) = 1.50
+# Acc per weighting and seed; mean ± sample std by hand, and the 95% t-interval over the three
+# seeds, mean ± t(0.975, df=2) · std / √3 with t(0.975, 2) = 4.3027:
+#   uniform  57, 58, 59      mean 58.00, std sqrt((1+0+1)/2) = 1.00        CI 58 ± 2.4841 = [55.5, 60.5]
+#   adaptive 60.5, 61, 61.5  mean 61.00, std sqrt((.25+0+.25)/2) = 0.50    CI 61 ± 1.2421 = [59.8, 62.2]
+#   first    56, 57.5, 59    mean 57.50, std sqrt((2.25+0+2.25)/2) = 1.50  CI 57.5 ± 3.7262 = [53.8, 61.2]
 #   last     58 (seed 0; job 6), seed 1 failed (job 7, its card says failed), seed 2: job folder 8 missing
 ACC = {"uniform": [57.0, 58.0, 59.0], "first": [56.0, 57.5, 59.0], "adaptive": [60.5, 61.0, 61.5]}
 
@@ -54,21 +55,29 @@ def test_table2_mean_std_over_three_seeds(table2_sweep):
     tables, warnings = build_tables(runs)
     assert warnings == []
     md = tables["table2"].to_markdown()
-    assert _row(md, "uniform") == "| uniform | llama8b | 58.00 ± 1.00 (n=3) |"
-    assert _row(md, "first") == "| first | llama8b | 57.50 ± 1.50 (n=3) |"
-    assert _row(md, "last") == "| last | llama8b | 58.00 |"
-    assert _row(md, "adaptive") == "| adaptive | llama8b | 61.00 ± 0.50 (n=3) |"
+    assert _row(md, "uniform") == "| uniform | llama8b | 58.00 ± 1.00 (n=3) [55.5, 60.5] |"
+    assert _row(md, "first") == "| first | llama8b | 57.50 ± 1.50 (n=3) [53.8, 61.2] |"
+    assert _row(md, "last") == "| last | llama8b | 58.00 |"  # one seed, no predictions: no CI
+    assert _row(md, "adaptive") == "| adaptive | llama8b | 61.00 ± 0.50 (n=3) [59.8, 62.2] |"
     # row order is the paper's: uniform, first, last, adaptive
     labels = [
         line.split(" | ")[0][2:] for line in md.splitlines() if line.startswith("| ") and "llama8b" in line
     ]
     assert labels == ["uniform", "first", "last", "adaptive"]
     rows = list(csv.reader(tables["table2"].to_csv().splitlines()))
-    assert rows[0] == ["weighting", "model", "hotpot/acc", "hotpot/acc_std", "hotpot/acc_n"]
-    assert rows[1] == ["uniform", "llama8b", "58", "1", "3"]
-    assert rows[2] == ["first", "llama8b", "57.5", "1.5", "3"]
-    assert rows[3] == ["last", "llama8b", "58", "", "1"]
-    assert rows[4] == ["adaptive", "llama8b", "61", "0.5", "3"]
+    assert rows[0] == [
+        "weighting",
+        "model",
+        "hotpot/acc",
+        "hotpot/acc_std",
+        "hotpot/acc_n",
+        "hotpot/acc_ci_low",
+        "hotpot/acc_ci_high",
+    ]
+    assert rows[1] == ["uniform", "llama8b", "58", "1", "3", "55.5159", "60.4841"]
+    assert rows[2] == ["first", "llama8b", "57.5", "1.5", "3", "53.7738", "61.2262"]
+    assert rows[3] == ["last", "llama8b", "58", "", "1", "", ""]
+    assert rows[4] == ["adaptive", "llama8b", "61", "0.5", "3", "59.7579", "62.2421"]
     # the failed seed is a note under the table; both missing jobs are problems
     assert any(
         "StepER (last) · llama8b · HotpotQA: 1 of 2 seeds finished" in n and "table2/7 (failed)" in n
@@ -120,10 +129,19 @@ def test_table1_exact_cells_and_gap_for_failed_job(tmp_path):
     )
     assert "Teacher (multistep) · qwen72b · MuSiQue: no run" in gaps
     csv_rows = list(csv.reader(t1.to_csv().splitlines()))
-    assert csv_rows[0][:5] == ["method", "model", "hotpot/em", "hotpot/em_std", "hotpot/em_n"]
+    assert csv_rows[0][:7] == [
+        "method",
+        "model",
+        "hotpot/em",
+        "hotpot/em_std",
+        "hotpot/em_n",
+        "hotpot/em_ci_low",
+        "hotpot/em_ci_high",
+    ]
     vanilla = next(r for r in csv_rows if r[0] == "Vanilla-KD")
-    assert vanilla[2:11] == ["46.4", "", "1", "57.28", "", "1", "54.8", "", "1"]
-    assert vanilla[11:] == [""] * 9  # the failed musique run: empty cells
+    # one seed and no predictions file: no std, no CI
+    assert vanilla[2:17] == ["46.4", "", "1", "", "", "57.28", "", "1", "", "", "54.8", "", "1", "", ""]
+    assert vanilla[17:] == [""] * 15  # the failed musique run: empty cells
 
 
 def test_same_cell_same_seed_twice_later_wins(tmp_path):
@@ -201,7 +219,8 @@ def test_wandb_csv_export(tmp_path):
     assert len(runs) == 4
     assert any("wandb_export.csv#run-c: the job failed (W&B state 'crashed')" in p for p in problems)
     t2 = build_tables(runs)[0]["table2"].to_markdown()
-    assert _row(t2, "uniform") == "| uniform | llama8b | 58.50 ± 0.14 (n=2) | — |"
+    # t(0.975, df=1) = 12.706: two seeds give a wide interval, 58.5 ± 12.706 · 0.1414 / √2
+    assert _row(t2, "uniform") == "| uniform | llama8b | 58.50 ± 0.14 (n=2) [57.2, 59.8] | — |"
     assert _row(t2, "adaptive") == "| adaptive | llama8b | — | 34.07 |"
     t1 = build_tables(runs)[0]["table1"]
     assert any("EM, F1 not reported" in g for g in t1.gap_lines())  # run-d has only test/acc
@@ -290,8 +309,8 @@ def test_swept_hyperparameter_makes_separate_rows(tmp_path):
     tables, warnings = build_tables(runs)
     assert warnings == []
     md = tables["table1"].to_markdown()
-    assert "| StepER (adaptive) [model.lr=1e-5] | qwen7b | — | — | 51.00 ± 1.41 (n=2) |" in md
-    assert "| StepER (adaptive) [model.lr=5e-6] | qwen7b | — | — | 41.00 ± 1.41 (n=2) |" in md
+    assert "| StepER (adaptive) [model.lr=1e-5] | qwen7b | — | — | 51.00 ± 1.41 (n=2) [38.3, 63.7] |" in md
+    assert "| StepER (adaptive) [model.lr=5e-6] | qwen7b | — | — | 41.00 ± 1.41 (n=2) [28.3, 53.7] |" in md
 
 
 def test_generate_data_runs_are_skipped(tmp_path):
