@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE := offline
 
-.PHONY: install test test-slow test-real test-realdata models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity bench-scale clean
+.PHONY: install test test-slow test-real test-realdata study models vllm-env serve lint bench bench-real gpu-check demo demo-tiny toy-fidelity bench-scale clean
 
 install: $(BIN)/.installed
 
@@ -62,6 +62,11 @@ demo-tiny: install
 # The toy-scale research result: Vanilla-KD vs StepER over 3 training worlds, tested on an unseen one.
 toy-fidelity: install models
 	bash scripts/toy_fidelity.sh
+
+# The study (issue 17): Vanilla-KD vs StepER uniform / adaptive at matched optimizer steps, several
+# seeds, on the gated and the open toy world and on real 2Wiki rows (hours on a CPU; resumable).
+study: install models
+	bash scripts/study.sh
 
 lint: install
 	$(BIN)/ruff check .
