@@ -278,3 +278,28 @@ def test_option_of_the_wrong_type_is_one_line(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "limit=abc" in errors[0] and "Traceback" not in r.stderr
+
+
+def test_stepwise_data_without_reasoning_steps(tmp_path, caplog):
+    """Only final-answer examples: an error for the oracle (its questions have no chain: no rerun
+    helps), a loud warning for a model teacher that answered at once (Vanilla-KD can still train)."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from steper.tasks.generate_data import check_outcome
+
+    counts = {"first": 0, "mid": 0, "final": 3, "vanilla": 3}
+    manifest = {"questions": 4, "failures": {"rate": 0.0, "failed_requests": 0},
+                "filter": {"kept": 3, "dropped": 1}, "counts": {"train": counts, "validation": dict(counts)}}  # fmt: skip
+    cfg = OmegaConf.create({"max_failure_rate": 0.1, "filter": "em", "teacher": {"name": "oracle"}})
+    with pytest.raises(SteperError, match="no reasoning step.*no gold chain for the oracle"):
+        check_outcome(manifest, tmp_path, cfg)
+    cfg.teacher.name = "openai"
+    with caplog.at_level(logging.WARNING, logger="steper.tasks.generate_data"):
+        check_outcome(manifest, tmp_path, cfg)
+    assert any(r.getMessage().startswith("NOT STEP-WISE DATA: the 3 kept") for r in caplog.records)
+    manifest["counts"]["train"]["first"] = 1
+    caplog.clear()
+    check_outcome(manifest, tmp_path, cfg)
+    assert not caplog.records

@@ -131,7 +131,8 @@ def run_teacher(cfg: DictConfig, questions: list, job: ResumableRows) -> dict[st
 
 
 def check_outcome(manifest: dict[str, Any], out_dir: Path, cfg: DictConfig) -> None:
-    """Fail (everything written) on too many failed requests, or when no trace gave data."""
+    """Fail (everything written) on too many failed requests, when no trace gave data, or when the
+    oracle's data have no reasoning step; warn when a model teacher's have none."""
     failures, n = manifest["failures"], manifest["questions"]
     if failures["rate"] > float(cfg.max_failure_rate):
         raise SteperError(
@@ -149,14 +150,27 @@ def check_outcome(manifest: dict[str, Any], out_dir: Path, cfg: DictConfig) -> N
         )
     counts = [manifest["counts"][split] for split in ("train", "validation")]
     reasoning = sum(c.get("first", 0) + c.get("mid", 0) for c in counts)
-    if reasoning == 0:
+    if reasoning > 0:
+        return
+    kept = manifest["filter"]["kept"]
+    if cfg.teacher.name == "oracle":
+        # the oracle writes each question's gold chain: none means the questions have none, and no
+        # rerun can change that
         raise SteperError(
-            f"the {manifest['filter']['kept']} kept teacher traces have no reasoning step (0 first and 0 mid "
-            f"examples: every one answered at its first step), so {out_dir / 'stepwise'} holds final-answer "
-            "examples only, which is not step-wise data. The questions have no gold chain for the oracle "
-            "(e.g. dataset.format=ircot rows without reasoning_steps: use the official files, dataset.format="
-            "hotpot|2wiki|musique), or the teacher answers without reasoning (check its prompts and demos)"
+            f"the {kept} kept teacher traces have no reasoning step (0 first and 0 mid examples: every one "
+            f"answered at its first step), so {out_dir / 'stepwise'} holds final-answer examples only, which "
+            "is not step-wise data: the questions have no gold chain for the oracle (e.g. dataset.format=ircot "
+            "rows without reasoning_steps). Use the official files (dataset.format=hotpot|2wiki|musique)"
         )
+    # a model teacher that answered at once: the data are written (Vanilla-KD can train on them,
+    # train.py method=steper refuses them); another model, prompt or more questions may do better
+    log.warning(
+        "NOT STEP-WISE DATA: the %d kept teacher traces have no reasoning step (0 first and 0 mid examples: "
+        "every one answered at its first step); %s holds final-answer examples only, which method=steper "
+        "cannot train on. Check the teacher's prompts and demos (traces.jsonl shows its answers), or keep "
+        "more traces (more questions, filter=acc)",
+        kept, out_dir / "stepwise",
+    )  # fmt: skip
 
 
 def generate_data(cfg: DictConfig) -> dict[str, Any]:
