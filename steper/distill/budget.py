@@ -54,6 +54,13 @@ def check_budget(training: Any, trainer: Any) -> None:
             "(epochs = training.max_epochs, steps = training.max_steps, tokens = training.max_target_tokens)"
         )
     if budget == "epochs":
+        epochs = training.get("max_epochs")
+        until_steps = epochs == -1 and int(trainer.get("max_steps", -1)) > 0  # Lightning's "no epoch limit"
+        if not until_steps and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise SteperError(
+                f"training.max_epochs must be an integer of at least 1 with training.budget=epochs, got "
+                f"{epochs!r} (0 would export an untrained student): set e.g. training.max_epochs=2"
+            )
         return
     key = "max_steps" if budget == "steps" else "max_target_tokens"
     value = training.get(key)

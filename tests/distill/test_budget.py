@@ -117,9 +117,11 @@ def test_token_budget_through_training(make_cfg):  # noqa: F811
         ({"budget": "steps", "max_steps": None}, {}, r"training\.budget=steps needs training\.max_steps"),
         ({"budget": "tokens", "max_target_tokens": 0}, {}, r"training\.max_target_tokens=20000"),
         ({"budget": "steps", "max_steps": 5}, {"max_steps": 3}, r"drop trainer\.max_steps"),
+        ({"budget": "epochs", "max_epochs": 0}, {}, r"training\.max_epochs must be an integer of at least 1"),
     ],
 )
 def test_bad_budget_is_one_clear_error(training, trainer, match):
     with pytest.raises(SteperError, match=match):
         check_budget(training, {"max_steps": -1, **trainer})
-    check_budget({"budget": "epochs"}, {"max_steps": 3})  # epochs with trainer.max_steps: as before
+    check_budget({"budget": "epochs", "max_epochs": 1}, {"max_steps": 3})  # with trainer.max_steps: as before
+    check_budget({"budget": "epochs", "max_epochs": -1}, {"max_steps": 3})  # no epoch limit, steps decide
