@@ -130,6 +130,9 @@ class QuestionLoopOptions:
     batch_size: int = 32
     progress: bool = True
     retry_errors: bool = True
+    # the most questions that may end on a failed generation request before the job fails
+    # (failed requests are not wrong answers; everything is written, a rerun retries them)
+    max_failure_rate: float = 0.05
 
 
 @dataclass
@@ -141,7 +144,6 @@ class GenerateDataOptions(QuestionLoopOptions):
     filter: str = "em"
     val_fraction: float = 0.1
     seed: int = 0
-    max_failure_rate: float = 0.05
     out_dir: str = MISSING
     trace_delay_s: float = 0.0
 

@@ -44,7 +44,28 @@ def check_config(cfg: Any) -> Any:
     check_at_least("n_demos", cfg.get("n_demos"), 0, optional=True)
     check_at_least("framework.max_steps", cfg.framework.max_steps, 1)
     check_at_least("framework.max_passages", cfg.framework.max_passages, 1)
+    if not 0.0 <= float(cfg.max_failure_rate) <= 1.0:
+        raise SteperError(f"max_failure_rate must be in [0, 1], got {cfg.max_failure_rate}: set e.g. max_failure_rate=0.05")
     return cfg
+
+
+def failed_requests_error(
+    metrics: dict[str, Any],
+    max_rate: float,
+    out_dir: Path,
+    *,
+    key: str = "max_failure_rate",
+    rerun: str = "rerun the same command: those questions are retried (retry_errors=true)",
+) -> str | None:
+    """The error when more than `max_rate` of the questions ended on a failed request (None within it)."""
+    n, failed = int(metrics.get("n") or 0), int(metrics.get("failures") or 0)
+    if not n or failed / n <= float(max_rate):
+        return None
+    return (
+        f"{failed} of {n} questions ({100 * failed / n:.1f}%) ended on a failed generation request, more than "
+        f"{key}={max_rate}: their metrics are not answers. Everything is written to {out_dir}; check the "
+        f"target (target.base_url, the server's log) and {rerun}"
+    )
 
 
 def _demos(cfg: Any, target: Any) -> tuple[str, int]:
@@ -149,7 +170,10 @@ def evaluate_run(cfg: Any) -> dict[str, Any]:
         finish_card(out_dir, card, error=f"{type(e).__name__}: {e}")
         raise
     card.metrics = metrics
-    finish_card(out_dir, card)
+    failed = failed_requests_error(metrics, float(cfg.max_failure_rate), out_dir)
+    finish_card(out_dir, card, error=failed)
+    if failed:
+        raise SteperError(failed)
     print_report(metrics, title=f"{cfg.dataset.name} {cfg.split} · {target.label} · {fw}/{mode}")
     print(csv_line(metrics, dataset=cfg.dataset.name, split=cfg.split, target=target.label, framework=fw,
                    mode=mode), flush=True)  # fmt: skip

@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from steper.config import validate
+from steper.errors import SteperError
 from steper.io import write_json
 from steper.runcard import finish_card, write_card
 from steper.tasks.cards import new_card
@@ -118,6 +119,7 @@ def fit(job: Any, cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
 def after_training(job: Any, cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any]:
     """Export the student (rank 0 writes; sharded strategies gather on every rank), then evaluate
     it in the loop on rank 0 and log the answer metrics to the job's loggers as test/<name>."""
+    from steper.tasks.evaluate import failed_requests_error
     from steper.tasks.export import export_meta, export_student
     from steper.tasks.train_eval import evaluate_student
 
@@ -131,6 +133,12 @@ def after_training(job: Any, cfg: DictConfig, metrics: dict[str, Any]) -> dict[s
     if ev is None or not ev.get("enabled") or job.fast_dev_run or not trainer.is_global_zero:
         return {}
     answers = evaluate_student(cfg, trainer, job.module, job.tokenizer, job.dm, export_dir, job.output_dir / "eval")
+    failed = failed_requests_error(
+        answers, float(ev.max_failure_rate), job.output_dir / "eval", key="eval.max_failure_rate",
+        rerun="evaluate the exported student again with evaluate.py target=student",
+    )
+    if failed:  # the card says failed; the student and its predictions are written
+        raise SteperError(failed)
     logged = {f"test/{k}": float(answers[k]) for k in ("em", "f1", "acc")}
     for lg in job.loggers:
         lg.log_metrics(logged, step=int(trainer.global_step))

@@ -196,3 +196,47 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, cache_dir, noisy_di
     assert _comparable(_rows(part / "out")) == _comparable(_rows(tmp_path / "full" / "out"))
     run = json.loads((part / "out" / "run.json").read_text())
     assert run["data"]["run"]["resumed_rows"] == done and run["data"]["run"]["new_rows"] == 8 - done
+
+
+def test_a_fully_failed_evaluation_is_not_a_result(tmp_path, cache_dir):
+    """A server that answers HTTP 500: every question ends on a failed request. evaluate.py writes
+    everything, exits 2 with one line naming the share and max_failure_rate, the card says failed,
+    and the report shows no ICL number for it (a failed run is a gap, with a problem line)."""
+    from tests.generators.scripted_server import ScriptedServer
+
+    server = ScriptedServer().script("", "500").start()
+    try:
+        r = _run(tmp_path, cache_dir, "target=openai", f"target.base_url={server.base_url}", "target.model=tiny",
+                 "target.max_retries=1", "target.backoff_base_s=0.01", "limit=3")  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 2, r.stderr[-2000:]
+    err = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and "3 of 3 questions (100.0%) ended on a failed generation request" in err[0]
+    assert "max_failure_rate=0.05" in err[0] and "Traceback" not in r.stderr
+    out = tmp_path / "out"
+    card = json.loads((out / "run.json").read_text())
+    assert card["status"] == "failed" and card["metrics"]["failures"] == 3
+    assert len(_rows(out)) == 3  # everything written: a rerun retries them
+
+    report = subprocess.run([sys.executable, "-m", "steper.report", str(out), "--out", str(tmp_path / "rep")],
+                            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    md = (tmp_path / "rep" / "report.md").read_text() if (tmp_path / "rep" / "report.md").exists() else ""
+    shown = report.stdout + md
+    assert "failed" in shown and "0.00" not in shown, shown[-3000:]
+
+
+def test_max_failure_rate_allows_a_few_failures(tmp_path, cache_dir):
+    """One failed question of three is within max_failure_rate=0.5: the run is a result."""
+    from tests.generators.scripted_server import ScriptedServer
+
+    server = ScriptedServer().script("", "500", "500", "ok").start()
+    try:
+        r = _run(tmp_path, cache_dir, "target=openai", f"target.base_url={server.base_url}", "target.model=tiny",
+                 "target.max_retries=1", "target.backoff_base_s=0.01", "limit=3", "max_failure_rate=0.5",
+                 "framework.max_steps=1", "batch_size=1")  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert card["status"] == "done" and card["metrics"]["failures"] == 1
