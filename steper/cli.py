@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from steper.errors import SteperError
+from steper.secrets import scrub_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +29,48 @@ class _ConsoleFilter(logging.Filter):
             return False
         chatty = record.name.split(".")[0] in CHATTY
         return not (chatty and record.levelno < logging.WARNING)
+
+
+class _SecretFilter(logging.Filter):
+    """Masks credentials (user:password@ in URLs, secret environment values) in every record a
+    handler writes, the job's log file included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def scrub_hydra_dumps() -> None:
+    """Mask credentials in the files Hydra wrote before the job started (`.hydra/config.yaml`,
+    `hydra.yaml`, `overrides.yaml`, a sweep's `multirun.yaml`): a `user:password@` typed into a URL
+    on the command line must not stay on disk. No-op outside a Hydra job."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return
+        hc = HydraConfig.get()
+    except Exception:  # pragma: no cover - hydra internals
+        return
+    from pathlib import Path
+
+    files = []
+    if hc.output_subdir is not None:
+        files += sorted((Path(hc.runtime.output_dir) / str(hc.output_subdir)).glob("*.yaml"))
+    if hc.sweep.dir:
+        files.append(Path(str(hc.sweep.dir)) / "multirun.yaml")
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        clean = scrub_text(text)
+        if clean != text:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(clean, encoding="utf-8")
+            os.replace(tmp, path)
 
 
 def quiet_console() -> None:
@@ -52,6 +95,8 @@ def quiet_console() -> None:
         is_terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
         if is_terminal and not any(isinstance(f, _ConsoleFilter) for f in handler.filters):
             handler.addFilter(_ConsoleFilter())
+        if not any(isinstance(f, _SecretFilter) for f in handler.filters):
+            handler.addFilter(_SecretFilter())
 
 
 def friendly_errors(fn: F) -> F:
@@ -62,7 +107,7 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SteperError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {scrub_text(str(e))}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -74,6 +119,7 @@ def hydra_task(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scrub_hydra_dumps()
         quiet_console()
         return inner(*args, **kwargs)
 

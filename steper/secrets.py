@@ -35,3 +35,22 @@ def scrub(obj: Any) -> Any:
     if isinstance(obj, str):
         return _URL_CREDENTIALS.sub("://***@", obj)
     return obj
+
+
+def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of secret-looking environment variables (`OPENAI_API_KEY`, `WANDB_API_KEY`,
+    `HF_TOKEN`, ...), longest first; short values (< 8 characters) are too common to mask."""
+    import os
+
+    env = os.environ if environ is None else environ
+    values = {v for k, v in env.items() if is_secret_key(k) and v and len(v) >= 8}
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub_text(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` with credentials cut out of URLs and secret environment values masked (messages,
+    log lines, Hydra's own config dumps)."""
+    out = _URL_CREDENTIALS.sub("://***@", text)
+    for value in secret_env_values(environ):
+        out = out.replace(value, MASK)
+    return out

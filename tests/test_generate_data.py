@@ -303,3 +303,28 @@ def test_stepwise_data_without_reasoning_steps(tmp_path, caplog):
     caplog.clear()
     check_outcome(manifest, tmp_path, cfg)
     assert not caplog.records
+
+
+def test_credentials_never_reach_a_file_or_the_terminal(tmp_path):
+    """A password typed into a URL and an API key in the environment: the connection error is one
+    line without them, and no file the run wrote (`.hydra/` dumps, the log, the card) holds them."""
+    from tests.generators.scripted_server import closed_port
+
+    run_dir = tmp_path / "run"
+    env = {**_env(), "OPENAI_API_KEY": "sk-live-Zq8TOPSECRET42"}
+    args = [sys.executable, str(REPO / "generate_data.py"), "dataset=toy", "teacher=openai",
+            f"teacher.base_url=http://alice:hunter2pass@127.0.0.1:{closed_port()}/v1", "teacher.model=tiny",
+            "teacher.max_retries=0", "limit=2", "progress=false", f"paths.root_dir={tmp_path}",
+            f"out_dir={tmp_path}/out", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.parent.name == ".hydra" for p in written) and (run_dir / ".hydra" / "overrides.yaml").is_file()
+    for secret in ("hunter2pass", "sk-live-Zq8TOPSECRET42"):
+        assert secret not in r.stdout + r.stderr
+        leaks = [str(p) for p in written if secret.encode() in p.read_bytes()]
+        assert leaks == [], (secret, leaks)
+    assert "alice:***@" in (run_dir / ".hydra" / "overrides.yaml").read_text() or "://***@" in (
+        run_dir / ".hydra" / "overrides.yaml"
+    ).read_text()

@@ -107,3 +107,11 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "x.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+def test_scrub_text_masks_url_credentials_and_secret_environment_values():
+    from steper.secrets import scrub_text
+
+    env = {"OPENAI_API_KEY": "sk-abcdef123456", "HF_TOKEN": "short", "PATH": "/usr/bin:/bin/abcdef123"}
+    text = "http://bob:pw@host:9/v1 failed with key sk-abcdef123456; PATH /usr/bin:/bin/abcdef123; short"
+    assert scrub_text(text, env) == "http://***@host:9/v1 failed with key ***; PATH /usr/bin:/bin/abcdef123; short"
