@@ -135,3 +135,42 @@ def _truncate_torn_tail(path: Path) -> None:
     cut = data.rfind(b"\n") + 1  # 0 when the only line is torn
     with open(path, "r+b") as f:
         f.truncate(cut)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on a job folder while the block runs: a second job started into the
+    same folder fails at once instead of writing every step twice. The lock is an `flock` on
+    `<folder>/.lock`, which the OS drops when the process dies (SIGKILL, preemption), so a resume
+    is never refused by a stale lock; the file itself stays (it holds the last holder's pid)."""
+    import fcntl
+
+    path = Path(folder) / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the `with` below
+    except OSError as e:
+        raise SteperError(
+            f"cannot use {Path(folder)} as the job's folder ({e.strerror}): give a writable folder path"
+        ) from None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise SteperError(
+                f"{Path(folder)} is in use by another {what} (pid {holder}) running into the same folder: wait for it "
+                "to finish (then resume with ckpt_path=last if it was training), or use another hydra.run.dir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

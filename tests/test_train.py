@@ -593,3 +593,22 @@ def test_short_tiny_run_on_toy_data_lowers_every_task_loss(make_cfg, tmp_path, t
     for task in ("first", "mid", "final"):
         values = [float(r[f"val/loss_{task}"]) for r in rows if r.get(f"val/loss_{task}")]
         assert len(values) >= 2 and values[-1] < 0.7 * values[0], (task, values)
+
+
+def test_a_second_training_into_a_running_jobs_folder_is_refused(tmp_path, stepwise_dir, tiny_cache):
+    """While one train.py holds a run folder, another into it fails at once with one line (pid and
+    the fix), instead of logging every step twice; once the first is gone the folder is free."""
+    from steper.io import folder_lock
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "train.py", *train_overrides(stepwise_dir, tiny_cache), f"paths.root_dir={tmp_path}",
+           "trainer.max_steps=1", "export=false", "logger=csv", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    with folder_lock(run_dir, "train.py"):  # the first job, still running
+        r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stderr[-3000:]
+        err = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+        assert len(err) == 1 and f"is in use by another train.py (pid {os.getpid()})" in err[0]
+        assert not (run_dir / "run.json").exists() and not (run_dir / "csv").exists()
+    r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "done"

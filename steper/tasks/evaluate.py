@@ -23,6 +23,7 @@ from steper.config import (
 from steper.constants import FRAMEWORKS, MODES, QUESTION_SPLITS
 from steper.errors import SteperError
 from steper.evaluation.targets import TARGETS
+from steper.io import folder_lock
 from steper.runcard import finish_card, write_card
 from steper.tasks.cards import new_card
 
@@ -140,6 +141,12 @@ def _run(cfg: Any, questions: list, target: Any, demos: str, stats: dict[str, An
 
 def evaluate_run(cfg: Any) -> dict[str, Any]:
     """evaluate.py's body: evaluate `cfg.target` on `cfg.split` of `cfg.dataset` into `cfg.out_dir`."""
+    out_dir = Path(str(cfg.out_dir))
+    with folder_lock(out_dir, "evaluate.py"):  # two jobs into one folder would write every row twice
+        return _evaluate_run_locked(cfg)
+
+
+def _evaluate_run_locked(cfg: Any) -> dict[str, Any]:
     from steper.data import load_questions
     from steper.evaluation.predictions import METRICS, PREDICTIONS
     from steper.evaluation.reporting import csv_line, log_predictions_to_wandb, print_report

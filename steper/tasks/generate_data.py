@@ -39,7 +39,7 @@ from steper.config import (
 )
 from steper.constants import FILTERS, FRAMEWORKS, QUESTION_SPLITS
 from steper.errors import SteperError
-from steper.io import write_json
+from steper.io import folder_lock, write_json
 from steper.jobs import JobProgress, ResumableRows, check_unique_qids
 from steper.plain import to_plain
 from steper.runcard import finish_card, write_card
@@ -175,6 +175,12 @@ def check_outcome(manifest: dict[str, Any], out_dir: Path, cfg: DictConfig) -> N
 
 def generate_data(cfg: DictConfig) -> dict[str, Any]:
     """Run the teacher over `cfg.split` and write traces, step-wise data, manifest and run card."""
+    out_dir = Path(str(cfg.out_dir))
+    with folder_lock(out_dir, "generate_data.py"):  # two jobs into one folder would write every row twice
+        return _generate_data_locked(cfg)
+
+
+def _generate_data_locked(cfg: DictConfig) -> dict[str, Any]:
     from steper.data import load_questions
     from steper.reasoning.loop import Trace
     from steper.tasks.teacher_data import summarize, write_stepwise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from omegaconf import DictConfig
 
 from steper.config import validate
 from steper.errors import SteperError
-from steper.io import write_json
+from steper.io import folder_lock, write_json
 from steper.runcard import finish_card, write_card
 from steper.tasks.cards import new_card
 from steper.tasks.train_checks import check_before_training
@@ -57,6 +58,13 @@ def run(cfg: DictConfig) -> float | None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train a student as configured; returns the job's metrics (incl. `optimized_metric`)."""
     validate(cfg)
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
+        return _train(cfg)  # a DDP child joins its rank-0 job's folder, which holds the lock
+    with folder_lock(Path(str(cfg.paths.output_dir)), "train.py"):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = check_before_training(cfg)  # cheap checks first: a wrong path fails in a second
 
     import lightning.pytorch as L

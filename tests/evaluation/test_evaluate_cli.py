@@ -4,6 +4,7 @@ as an exported `student`, resume after SIGKILL, and a missing setting."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -240,3 +241,15 @@ def test_max_failure_rate_allows_a_few_failures(tmp_path, cache_dir):
     assert r.returncode == 0, r.stderr[-2000:]
     card = json.loads((tmp_path / "out" / "run.json").read_text())
     assert card["status"] == "done" and card["metrics"]["failures"] == 1
+
+
+def test_out_dir_held_by_another_job_or_a_file(tmp_path, cache_dir):
+    """Another evaluate.py into the same out_dir is refused while it runs; a file as out_dir is one line."""
+    from steper.io import folder_lock
+
+    with folder_lock(tmp_path / "out", "evaluate.py"):
+        r = _run(tmp_path, cache_dir, "target=oracle", "limit=2")
+    assert r.returncode == 2 and f"in use by another evaluate.py (pid {os.getpid()})" in r.stderr
+    (tmp_path / "file").write_text("x")
+    r = _run(tmp_path, cache_dir, "target=oracle", "limit=2", f"out_dir={tmp_path / 'file'}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot use" in r.stderr, r.stderr[-2000:]
