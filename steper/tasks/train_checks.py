@@ -70,18 +70,33 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
                 f"ckpt_path=last: no last.ckpt in {ckpt_dir}. To resume a run, point at its folder: "
                 "`hydra.run.dir=<old run dir>` (its checkpoints/ are used) or `ckpt_dir=<folder holding last.ckpt>`"
             )
+        check_archive(last, "ckpt_path=last")
         return str(last)
     path = Path(str(value)).expanduser()
     if not path.exists():
         raise SteperError(f"ckpt_path={value}: no such checkpoint")
-    # a Lightning .ckpt is a torch zip archive (DeepSpeed writes a folder): anything else would
-    # fail deep inside torch.load with an EOFError or an unpickling error
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise SteperError(
-            f"ckpt_path={value} is not a checkpoint written by train.py (not a torch archive): point at "
-            "<run dir>/checkpoints/last.ckpt or best-*.ckpt, or use ckpt_path=last with that run's ckpt_dir"
-        )
+    check_archive(path, f"ckpt_path={value}")
     return str(path)
+
+
+def check_archive(path: Path, shown: str) -> None:
+    """A Lightning .ckpt is a torch zip archive (DeepSpeed writes a folder): anything else, or a
+    truncated one, would fail deep inside torch.load with an EOFError or a zip-reader error."""
+    if not path.is_file():
+        return
+    if not zipfile.is_zipfile(path):
+        raise SteperError(
+            f"{shown}: {path} is not a checkpoint written by train.py (not a torch archive; a truncated file "
+            "looks the same): point at <run dir>/checkpoints/last.ckpt or best-*.ckpt, or use ckpt_path=last "
+            "with that run's ckpt_dir"
+        )
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise SteperError(f"{shown}: {path} is a damaged checkpoint ({e}): resume from best-*.ckpt or train again") from None
+    if not any(n.endswith("data.pkl") for n in names):
+        raise SteperError(f"{shown}: {path} is a zip archive but not a torch checkpoint (no data.pkl)")
 
 
 def check_fresh_run_folder(cfg: DictConfig) -> None:

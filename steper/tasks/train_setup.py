@@ -237,6 +237,7 @@ def build_training(cfg: DictConfig, ckpt_path: str | None) -> TrainingJob:
     from steper.distill import launch, wandb_utils
     from steper.distill.budget import BudgetPlan, apply_budget
     from steper.distill.callbacks import RunIdFile, SamplerEpochSync
+    from steper.distill.checkpoint_io import install_atomic_checkpoints
     from steper.tasks.csv_history import log_step_sync
     from steper.tasks.train_checks import check_task_counts
 
@@ -263,6 +264,7 @@ def build_training(cfg: DictConfig, ckpt_path: str | None) -> TrainingJob:
             callbacks.append(RunIdFile(str(cfg.ckpt_dir), run_id))
     launch.install()  # DDP/FSDP/DeepSpeed children join this job's run folder
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    install_atomic_checkpoints(trainer)  # a full disk never leaves a truncated last.ckpt
     plan = BudgetPlan.from_datamodule(
         dm, trainer.world_size, trainer.accumulate_grad_batches, trainer.limit_train_batches
     )
