@@ -612,3 +612,19 @@ def test_a_second_training_into_a_running_jobs_folder_is_refused(tmp_path, stepw
     r = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("eval.val_limit=-3", r"eval\.val_limit must be null or at least 0, got -3"),
+        ("eval.max_new_tokens=0", r"eval\.max_new_tokens must be at least 1, got 0"),
+        ("eval.limit=0", r"eval\.limit must be null or at least 1, got 0"),
+        ("retriever.top_k=16", r"retriever\.top_k=16 is more than framework\.max_passages=15"),
+    ],
+)
+def test_evaluation_settings_checked_before_training(make_cfg, override, match):
+    cfg = make_cfg("eval.enabled=true", override)
+    with pytest.raises(SteperError, match=match):
+        run_train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()  # nothing trained

@@ -87,6 +87,14 @@ def check_loop_settings(**values: Any) -> None:
                 for n, v in bad
             )
         )
+    top_k, cap = values.get("top_k"), values.get("max_passages")
+    if top_k is not None and cap is not None and top_k > cap:
+        # step 1 alone would fill the cap: no later step's passage would ever be shown
+        raise SteperError(
+            f"retriever.top_k={top_k} is more than framework.max_passages={cap}, the most passages a prompt "
+            "accumulates: the first step's passages alone would fill it and no later step's would be shown. "
+            f"Lower retriever.top_k (IRCoT used 2-8) or raise framework.max_passages to at least {top_k}"
+        )
 
 
 @dataclass

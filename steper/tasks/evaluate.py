@@ -24,6 +24,7 @@ from steper.constants import FRAMEWORKS, MODES, QUESTION_SPLITS
 from steper.errors import SteperError
 from steper.evaluation.targets import TARGETS
 from steper.io import folder_lock
+from steper.reasoning.loop import check_loop_settings
 from steper.runcard import finish_card, write_card
 from steper.tasks.cards import new_card
 
@@ -45,6 +46,7 @@ def check_config(cfg: Any) -> Any:
     check_at_least("n_demos", cfg.get("n_demos"), 0, optional=True)
     check_at_least("framework.max_steps", cfg.framework.max_steps, 1)
     check_at_least("framework.max_passages", cfg.framework.max_passages, 1)
+    check_loop_settings(top_k=cfg.retriever.top_k, max_passages=cfg.framework.max_passages)
     if not 0.0 <= float(cfg.max_failure_rate) <= 1.0:
         raise SteperError(f"max_failure_rate must be in [0, 1], got {cfg.max_failure_rate}: set e.g. max_failure_rate=0.05")
     return cfg

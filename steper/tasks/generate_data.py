@@ -42,6 +42,7 @@ from steper.errors import SteperError
 from steper.io import folder_lock, write_json
 from steper.jobs import JobProgress, ResumableRows, check_unique_qids
 from steper.plain import to_plain
+from steper.reasoning.loop import check_loop_settings
 from steper.runcard import finish_card, write_card
 from steper.secrets import scrub
 from steper.tasks.cards import new_card
@@ -64,6 +65,7 @@ def check_config(cfg: DictConfig) -> DictConfig:
         cfg.framework = validate_section("framework", cfg.framework, FrameworkConfig)
     check_choice("framework.name", cfg.framework.name, FRAMEWORKS)
     check_at_least("framework.max_steps", cfg.framework.max_steps, 1)
+    check_loop_settings(top_k=cfg.retriever.top_k, max_passages=cfg.framework.max_passages)
     check_at_least("framework.max_passages", cfg.framework.max_passages, 1)
     check_at_least("framework.n_demos", cfg.framework.n_demos, 0)
     check_choice("split", cfg.split, QUESTION_SPLITS)

@@ -115,6 +115,23 @@ def check_fresh_run_folder(cfg: DictConfig) -> None:
         )
 
 
+def check_eval(cfg: DictConfig) -> None:
+    """The evaluation after training, checked before any training step (not found after it)."""
+    from steper.config import check_at_least
+    from steper.reasoning.loop import check_loop_settings
+
+    ev = cfg.get("eval")
+    if ev is None:
+        return
+    check_at_least("eval.val_limit", ev.get("val_limit"), 0, optional=True)
+    if not ev.get("enabled"):
+        return
+    check_at_least("eval.limit", ev.get("limit"), 1, optional=True)
+    check_at_least("eval.max_new_tokens", ev.get("max_new_tokens"), 1)
+    check_at_least("eval.batch_size", ev.get("batch_size"), 1)
+    check_loop_settings(top_k=cfg.retriever.top_k, max_passages=cfg.framework.max_passages)
+
+
 def check_before_training(cfg: DictConfig) -> str | None:
     """Everything that can be checked in a second, before the heavy imports; the checkpoint to
     resume from (None = a fresh run)."""
@@ -123,6 +140,7 @@ def check_before_training(cfg: DictConfig) -> str | None:
     check_data_files(cfg)
     check_monitors(cfg)
     check_budget(cfg.training, cfg.trainer)
+    check_eval(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is None:
         check_fresh_run_folder(cfg)

@@ -253,3 +253,10 @@ def test_out_dir_held_by_another_job_or_a_file(tmp_path, cache_dir):
     (tmp_path / "file").write_text("x")
     r = _run(tmp_path, cache_dir, "target=oracle", "limit=2", f"out_dir={tmp_path / 'file'}")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot use" in r.stderr, r.stderr[-2000:]
+
+
+def test_settings_that_would_silently_change_the_experiment(tmp_path, cache_dir):
+    """top_k above the passage cap (oracle EM fell from 100 to 0 without a word) is one error."""
+    r = _run(tmp_path, cache_dir, "target=oracle", "limit=2", "retriever.top_k=20")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "retriever.top_k=20 is more than framework.max_passages=15" in r.stderr
