@@ -328,3 +328,14 @@ def test_credentials_never_reach_a_file_or_the_terminal(tmp_path):
     assert "alice:***@" in (run_dir / ".hydra" / "overrides.yaml").read_text() or "://***@" in (
         run_dir / ".hydra" / "overrides.yaml"
     ).read_text()
+
+
+def test_too_few_steps_for_the_hops_names_max_steps(tmp_path):
+    """5-hop questions need 6 steps: the first oracle runs out of steps on every one, and the error
+    says so (it used to blame the teacher and suggest filter=acc); the ideal oracle answers in time."""
+    r = _run(tmp_path, "dataset.hops=[5]", "limit=3", "teacher.policy=in_order")
+    assert r.returncode == 2
+    err = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and "within framework.max_steps=5" in err[0] and "filter=acc" not in err[0]
+    ok = _run(tmp_path / "ideal", "dataset.hops=[5]", "limit=3")
+    assert ok.returncode == 0, ok.stderr[-2000:]

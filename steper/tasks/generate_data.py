@@ -143,6 +143,14 @@ def check_outcome(manifest: dict[str, Any], out_dir: Path, cfg: DictConfig) -> N
             f"{out_dir}; check the teacher server/model and rerun: questions that ended on a failed request "
             "are retried (retry_errors=true)."
         )
+    finish = manifest.get("finish") or {}
+    if manifest["filter"]["kept"] == 0 and finish.get("max_steps", 0) == n:
+        raise SteperError(
+            f"none of the {n} teacher traces reached an answer within framework.max_steps="
+            f"{cfg.framework.max_steps} (every one ran out of steps; traces.jsonl shows them): a question of "
+            f"k hops needs k chain sentences and one answer step. Raise framework.max_steps (e.g. to "
+            f"{int(cfg.framework.max_steps) + 3}) or ask fewer hops (dataset.hops)"
+        )
     if manifest["filter"]["kept"] == 0:
         raise SteperError(
             f"none of the {n} teacher traces was correct (filter={cfg.filter}; dropped: "
