@@ -109,6 +109,11 @@ def friendly_errors(fn: F) -> F:
         except SteperError as e:
             print(f"error: {scrub_text(str(e))}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            # what finished is on disk (every job resumes); say so instead of a traceback
+            print("error: interrupted (Ctrl-C): what finished is kept; rerun the same command to resume "
+                  "(train.py: add ckpt_path=last and the same hydra.run.dir)", file=sys.stderr)  # fmt: skip
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 

@@ -628,3 +628,27 @@ def test_evaluation_settings_checked_before_training(make_cfg, override, match):
     with pytest.raises(SteperError, match=match):
         run_train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()  # nothing trained
+
+
+def test_ctrl_c_during_training_says_where_it_stopped_and_how_to_resume(tmp_path, stepwise_dir, tiny_cache):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "train.py", *train_overrides(stepwise_dir, tiny_cache), f"paths.root_dir={tmp_path}",
+           "training.max_epochs=-1", "trainer.max_steps=100000", "trainer.val_check_interval=2", "export=false",
+           "logger=csv", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-3000:]
+    line = [x for x in err.splitlines() if x.startswith("error: ")]
+    assert len(line) == 1 and "training interrupted at step" in line[0], err[-3000:]
+    assert f"ckpt_path=last hydra.run.dir={run_dir}" in line[0] and "Traceback" not in err
+    card = json.loads((run_dir / "run.json").read_text())
+    assert card["status"] == "failed" and "interrupted" in card["error"]

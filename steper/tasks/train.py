@@ -102,7 +102,13 @@ def fit(job: Any, cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
     """Fit, validate the final weights where training stopped between validations; the metrics."""
     trainer = job.trainer
     started = time.time()
-    trainer.fit(job.module, datamodule=job.dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(job.module, datamodule=job.dm, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning answers Ctrl-C / SIGTERM with a graceful stop and exit(1): say where it stopped
+        if getattr(trainer, "interrupted", False):
+            raise SteperError(interrupted_message(trainer, cfg)) from None
+        raise
     elapsed = time.time() - started
     metrics = _scalars(trainer.callback_metrics)
     metrics.update(_scalars(finish_stopped_run(trainer, job.module, job.dm, cfg, job.fast_dev_run)))
@@ -122,6 +128,26 @@ def fit(job: Any, cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
         train_seconds=round(elapsed, 2),
     )
     return metrics
+
+
+def interrupted_message(trainer: Any, cfg: DictConfig) -> str:
+    """Where an interrupted training stopped and how to resume it."""
+    last = Path(str(cfg.ckpt_dir)) / "last.ckpt"
+    saved = ""
+    if last.is_file():
+        import torch
+
+        step = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+        saved = f"; its last checkpoint is at step {step}"
+    else:
+        return (
+            f"training interrupted at step {int(trainer.global_step)}, before its first checkpoint: nothing to "
+            "resume; train again into a new folder (another hydra.run.dir)"
+        )
+    return (
+        f"training interrupted at step {int(trainer.global_step)}{saved}. Resume with the same command plus "
+        f"ckpt_path=last hydra.run.dir={cfg.paths.output_dir}"
+    )
 
 
 def after_training(job: Any, cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -260,3 +260,25 @@ def test_settings_that_would_silently_change_the_experiment(tmp_path, cache_dir)
     r = _run(tmp_path, cache_dir, "target=oracle", "limit=2", "retriever.top_k=20")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "retriever.top_k=20 is more than framework.max_passages=15" in r.stderr
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, cache_dir):
+    import signal
+    import time
+
+    args = [sys.executable, str(REPO / "evaluate.py"), *_overrides(tmp_path, cache_dir, "target=oracle", "limit=40",
+            "row_delay_s=0.1", "batch_size=1")]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    preds = tmp_path / "out" / "predictions.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not preds.is_file() or len(preds.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "error: interrupted (Ctrl-C)" in err
+    done = len(_rows(tmp_path / "out"))
+    assert 3 <= done < 40
+    r = _run(tmp_path, cache_dir, "target=oracle", "limit=40", "batch_size=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(_rows(tmp_path / "out")) == 40
