@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from steper.cli import friendly_errors
+from steper.errors import SteperError
 
 EPILOG = """\
 inputs:
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         from steper.report.judge import config_from_args
 
         args = build_parser().parse_args(argv)
+        if args.out.exists() and not args.out.is_dir():
+            raise SteperError(f"--out {args.out} is a file, not a folder: give a folder for the report")
         judge_cfg = None
         if args.judge_base_url:
             judge_cfg = config_from_args(args, args.judge_base_url, args.judge_model, prefix="judge-")

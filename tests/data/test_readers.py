@@ -350,3 +350,11 @@ def test_non_strict_json_list(tmp_path, hotpot_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(read_hotpot(hotpot_path, strict=False)) == 4  # a clean file warns nothing
+
+
+def test_a_folder_given_as_a_dataset_file_is_one_clear_error(tmp_path):
+    from steper.data import read_questions
+    from steper.errors import SteperError
+
+    with pytest.raises(SteperError, match=r"is a folder, not a dataset file: point the dataset path at the file"):
+        read_questions(tmp_path, "hotpot")

@@ -149,3 +149,11 @@ def test_no_runs_is_one_clear_line_exit_2(tmp_path):
     assert not (tmp_path / "rep").exists()
     p = _run_cli("--help", cwd=tmp_path)
     assert p.returncode == 0 and "--judge-base-url" in p.stdout and "table2.csv" in p.stdout
+
+
+def test_out_is_a_file_is_one_clear_line(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "taken").write_text("x")
+    p = _run_cli(str(tmp_path / "runs"), "--out", str(tmp_path / "taken"), cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [f"error: --out {tmp_path / 'taken'} is a file, not a folder: give a folder for the report"]

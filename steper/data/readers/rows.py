@@ -87,6 +87,11 @@ def check_file(path: str | Path) -> Path:
             f"file not found: {p}. Put the dataset files there as described in the README section "
             '"Real datasets", or point the dataset config at them (e.g. dataset.dev_path=...).'
         )
+    if p.is_dir():
+        raise SteperError(
+            f"{p} is a folder, not a dataset file: point the dataset path at the file itself "
+            "(e.g. dataset.train_path=<folder>/train.json)"
+        )
     return p
 
 
