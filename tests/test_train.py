@@ -652,3 +652,18 @@ def test_ctrl_c_during_training_says_where_it_stopped_and_how_to_resume(tmp_path
     assert f"ckpt_path=last hydra.run.dir={run_dir}" in line[0] and "Traceback" not in err
     card = json.loads((run_dir / "run.json").read_text())
     assert card["status"] == "failed" and "interrupted" in card["error"]
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("training.lr=-1", r"training\.lr must be a positive learning rate, got -1"),
+        ("training.batch_size=0", r"training\.batch_size must be an integer of at least 1, got 0"),
+        ("training.precision=fp8", r"training\.precision='fp8' is not a Lightning precision"),
+        ("++trainer.max_steps=two", r"trainer\.max_steps must be an integer, got 'two'"),
+        ("trainer.devices=0", r"trainer\.devices=0 trains on no device"),
+    ],
+)
+def test_bad_training_values_name_the_key_typed(make_cfg, override, match):
+    with pytest.raises(SteperError, match=match):
+        run_train(make_cfg(override))

@@ -132,6 +132,40 @@ def check_eval(cfg: DictConfig) -> None:
     check_loop_settings(top_k=cfg.retriever.top_k, max_passages=cfg.framework.max_passages)
 
 
+# Lightning's precision values (lightning.pytorch.trainer.connectors.accelerator_connector)
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "32", "16", "bf16", "64")  # fmt: skip
+
+
+def check_training(cfg: DictConfig) -> None:
+    """`training.*` and the trainer's counts, named as the user typed them (library errors named
+    neither the key nor the fix, or named the interpolated `stepwise.*` key)."""
+    from steper.config import check_at_least
+
+    t = cfg.training
+    lr = t.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        raise SteperError(f"training.lr must be a positive learning rate, got {lr!r}: set e.g. training.lr=1e-4")
+    for key, low in (("batch_size", 1), ("max_length", 2)):
+        value = t.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise SteperError(f"training.{key} must be an integer of at least {low}, got {value!r}")
+    if str(t.get("precision")) not in PRECISIONS:
+        raise SteperError(
+            f"training.precision={t.get('precision')!r} is not a Lightning precision: use 32-true (CPU), "
+            f"bf16-mixed (GPU) or one of {', '.join(PRECISIONS[:7])}"
+        )
+    trainer = cfg.trainer
+    for key in ("max_steps", "accumulate_grad_batches", "log_every_n_steps"):
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SteperError(f"trainer.{key} must be an integer, got {value!r}")
+    check_at_least("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), 1)
+    devices = trainer.get("devices")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices == 0:
+        raise SteperError("trainer.devices=0 trains on no device: set trainer.devices=1 (or -1 for all, or a list)")
+
+
 def check_before_training(cfg: DictConfig) -> str | None:
     """Everything that can be checked in a second, before the heavy imports; the checkpoint to
     resume from (None = a fresh run)."""
@@ -139,6 +173,7 @@ def check_before_training(cfg: DictConfig) -> str | None:
         raise SteperError(f"method.name={cfg.method.name}: use method=steper or method=vanilla")
     check_data_files(cfg)
     check_monitors(cfg)
+    check_training(cfg)
     check_budget(cfg.training, cfg.trainer)
     check_eval(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
