@@ -667,3 +667,13 @@ def test_ctrl_c_during_training_says_where_it_stopped_and_how_to_resume(tmp_path
 def test_bad_training_values_name_the_key_typed(make_cfg, override, match):
     with pytest.raises(SteperError, match=match):
         run_train(make_cfg(override))
+
+
+def test_resume_with_another_model_shape_is_one_clear_error(make_cfg):
+    first = make_cfg("trainer.max_steps=1", "export=false", "logger=none", name="small")
+    run_train(first)
+    ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    wider = make_cfg(f"ckpt_path={ckpt}", "model.tiny.hidden_size=48", "trainer.max_steps=2", "logger=none",
+                     name="wider")  # fmt: skip
+    with pytest.raises(SteperError, match=r"holds the weights of a model of another shape than model=tiny"):
+        run_train(wider)

@@ -109,6 +109,14 @@ def fit(job: Any, cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
         if getattr(trainer, "interrupted", False):
             raise SteperError(interrupted_message(trainer, cfg)) from None
         raise
+    except RuntimeError as e:
+        if ckpt_path and "size mismatch" in str(e):
+            raise SteperError(
+                f"ckpt_path={ckpt_path} holds the weights of a model of another shape than model={cfg.model.name} "
+                f"({cfg.model.name_or_path}): resume with the model settings it was trained with (its run folder's "
+                "run.json, config.model), or train from scratch without ckpt_path"
+            ) from None
+        raise
     elapsed = time.time() - started
     metrics = _scalars(trainer.callback_metrics)
     metrics.update(_scalars(finish_stopped_run(trainer, job.module, job.dm, cfg, job.fast_dev_run)))
