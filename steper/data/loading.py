@@ -184,6 +184,15 @@ def load_questions(dataset_cfg: Any, split: str) -> list[Question]:
     return dev if split == "dev" else test
 
 
+def no_questions_message(dataset_cfg: Any, split: str) -> str:
+    """Why a split came out empty, naming the key to change (the toy world's counts)."""
+    c = _as_dict(dataset_cfg)
+    if _format(c) == "toy":
+        key = {"train": "n_train", "dev": "n_dev", "test": "n_test"}[split]
+        return f"no {split} questions in the toy world: dataset.{key}={c.get(key)}; set it to at least 1"
+    return f"no {split} questions in dataset {c.get('name')!r}"
+
+
 def corpus_cache_path(dataset_cfg: Any, cache_dir: str | Path) -> Path:
     """`cache_dir/<name>-<short hash of the corpus-deciding config fields>/corpus.jsonl`."""
     c = _as_dict(dataset_cfg)

@@ -118,6 +118,8 @@ def read_ids(path: str | Path) -> list[str]:
 def select_by_ids(questions: Sequence[Q], ids_path: str | Path, source: str = "") -> list[Q]:
     """The questions whose ids are listed in `ids_path`, in the file's order; missing ids are an error."""
     ids = read_ids(ids_path)
+    if not ids:
+        raise SteperError(f"{ids_path} lists no question id: give one id a line, or drop the id list")
     by_id: dict[str, Q] = {}
     for q in questions:
         by_id.setdefault(q.qid, q)

@@ -150,6 +150,7 @@ def evaluate_run(cfg: Any) -> dict[str, Any]:
 
 def _evaluate_run_locked(cfg: Any) -> dict[str, Any]:
     from steper.data import load_questions
+    from steper.data.loading import no_questions_message
     from steper.evaluation.predictions import METRICS, PREDICTIONS
     from steper.evaluation.reporting import csv_line, log_predictions_to_wandb, print_report
     from steper.evaluation.targets import build_target
@@ -158,7 +159,7 @@ def _evaluate_run_locked(cfg: Any) -> dict[str, Any]:
     out_dir = Path(str(cfg.out_dir))
     questions = load_questions(cfg.dataset, cfg.split)[: cfg.limit]
     if not questions:
-        raise SteperError(f"no {cfg.split} questions in dataset {cfg.dataset.name!r}")
+        raise SteperError(no_questions_message(cfg.dataset, cfg.split))
     # the target first: a wrong path fails before a long first-time index build
     target = build_target(cfg.target, batch_size=int(cfg.batch_size))
     demos, n_demos = _demos(cfg, target)

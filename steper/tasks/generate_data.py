@@ -192,6 +192,7 @@ def generate_data(cfg: DictConfig) -> dict[str, Any]:
 
 def _generate_data_locked(cfg: DictConfig) -> dict[str, Any]:
     from steper.data import load_questions
+    from steper.data.loading import no_questions_message
     from steper.reasoning.loop import Trace
     from steper.tasks.teacher_data import summarize, write_stepwise
 
@@ -200,7 +201,7 @@ def _generate_data_locked(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(str(cfg.out_dir))
     questions = load_questions(cfg.dataset, cfg.split)[: cfg.limit]
     if not questions:
-        raise SteperError(f"no {cfg.split} questions in dataset {cfg.dataset.name!r}")
+        raise SteperError(no_questions_message(cfg.dataset, cfg.split))
     qids = check_unique_qids(questions, f"dataset {cfg.dataset.name!r}")
     card = new_card("generate_data", cfg, data={"dataset": cfg.dataset.name, "split": cfg.split,
                     "questions": len(questions)}, model={"teacher": to_plain(cfg.teacher)})  # fmt: skip

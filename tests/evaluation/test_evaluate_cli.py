@@ -282,3 +282,14 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, cache_dir):
     r = _run(tmp_path, cache_dir, "target=oracle", "limit=40", "batch_size=1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(_rows(tmp_path / "out")) == 40
+
+
+def test_empty_splits_name_the_key(tmp_path, cache_dir):
+    r = _run(tmp_path, cache_dir, "target=oracle", "dataset.n_test=0")
+    assert r.returncode == 2 and "dataset.n_test=0; set it to at least 1" in r.stderr, r.stderr[-1000:]
+    from steper.data import select_by_ids
+    from steper.errors import SteperError
+
+    (tmp_path / "ids.txt").write_text("\n")
+    with pytest.raises(SteperError, match=r"ids\.txt lists no question id"):
+        select_by_ids([], tmp_path / "ids.txt")
