@@ -86,6 +86,12 @@ def load_student(opts: dict[str, Any], batch_size: int) -> Target:
         model, base_tok = load_model(base_src, dtype=dtype, device=device)
         tok_default = d if _has_tokenizer(d) else base_src
         tokenizer, tok_src = _tokenizer_for(opts, tok_default, None if _has_tokenizer(d) else base_tok)
+        if not _has_tokenizer(d) and not opts.get("tokenizer"):
+            # train.py saves the tokenizer with every export: a folder without one was copied or trimmed
+            log.warning(
+                "%s has no tokenizer files: using the base model's tokenizer (%s), recorded in the run card; "
+                "set target.tokenizer=<folder> if the student was trained with another", d, base_src,
+            )  # fmt: skip
         check_vocab(model, tokenizer, base_src, tok_src)
         try:
             model = PeftModel.from_pretrained(model, str(d))
@@ -94,13 +100,13 @@ def load_student(opts: dict[str, Any], batch_size: int) -> Target:
         if opts.get("merge", True):
             model = model.merge_and_unload()
         model.eval()
-        info.update(adapter=True, base_model=base_src, merged=bool(opts.get("merge", True)))
+        info.update(adapter=True, base_model=base_src, merged=bool(opts.get("merge", True)), tokenizer=tok_src)
         model_src = f"{base_src} + {d}"
     elif (d / "config.json").is_file():
         model, own_tok = load_model(d, dtype=dtype, device=device)
         tokenizer, tok_src = _tokenizer_for(opts, d, own_tok)
         check_vocab(model, tokenizer, str(d), tok_src)
-        info.update(adapter=False, base_model=meta.get("base_model"))
+        info.update(adapter=False, base_model=meta.get("base_model"), tokenizer=tok_src)
         model_src = str(d)
     else:
         raise SteperError(f"{d} holds neither a model (config.json) nor a LoRA adapter ({ADAPTER_CONFIG})")

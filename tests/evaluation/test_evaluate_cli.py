@@ -293,3 +293,25 @@ def test_empty_splits_name_the_key(tmp_path, cache_dir):
     (tmp_path / "ids.txt").write_text("\n")
     with pytest.raises(SteperError, match=r"ids\.txt lists no question id"):
         select_by_ids([], tmp_path / "ids.txt")
+
+
+def test_a_lora_student_without_tokenizer_files_says_whose_it_uses(tmp_path, cache_dir, noisy_dir, cfg_evaluate,
+                                                                  caplog):  # fmt: skip
+    """The base model's tokenizer stands in, with a warning, and the card records it."""
+    import logging
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(noisy_dir, local_files_only=True)
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    student = tmp_path / "student"
+    lora.save_pretrained(student)
+    (student / "steper_export.json").write_text(json.dumps({"base_model": str(noisy_dir), "model": "tiny"}))
+    assert not (student / "tokenizer_config.json").exists()
+    with caplog.at_level(logging.WARNING, logger="steper.evaluation"):
+        _evaluate_with(cfg_evaluate, tmp_path / "st", cache_dir, "target=student", f"target.path={student}",
+                       "limit=1", *TINY_OPTS)  # fmt: skip
+    assert any("has no tokenizer files: using the base model's tokenizer" in r.getMessage() for r in caplog.records)
+    card = json.loads((tmp_path / "st" / "out" / "run.json").read_text())
+    assert card["model"]["tokenizer"] == str(noisy_dir)
