@@ -93,9 +93,11 @@ def load_student(opts: dict[str, Any], batch_size: int) -> Target:
                 "set target.tokenizer=<folder> if the student was trained with another", d, base_src,
             )  # fmt: skip
         check_vocab(model, tokenizer, base_src, tok_src)
+        from safetensors import SafetensorError
+
         try:
             model = PeftModel.from_pretrained(model, str(d))
-        except (OSError, ValueError, RuntimeError, KeyError) as e:
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
             raise SteperError(f"cannot load the LoRA adapter in {d} onto {base_src}: {e}") from None
         if opts.get("merge", True):
             model = model.merge_and_unload()

@@ -79,10 +79,19 @@ def load_model_and_tokenizer(model_name_or_path: str, dtype: str = "auto", devic
     offline = hub_offline()
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dt, local_files_only=offline)
+    except SafetensorError as e:
+        raise SteperError(
+            f"{src}: a weights file is corrupt or truncated ({e}): re-export the model (train.py writes "
+            "<run dir>/student) or copy it again"
+        ) from None
     except OSError as e:
+        if Path(str(src)).is_dir():
+            raise SteperError(f"cannot load the model in {src} ({e}): its files are incomplete or corrupt") from None
         where = (
             "offline mode (HF_HUB_OFFLINE=1) only finds models already in the HF cache"
             if offline

@@ -315,3 +315,28 @@ def test_a_lora_student_without_tokenizer_files_says_whose_it_uses(tmp_path, cac
     assert any("has no tokenizer files: using the base model's tokenizer" in r.getMessage() for r in caplog.records)
     card = json.loads((tmp_path / "st" / "out" / "run.json").read_text())
     assert card["model"]["tokenizer"] == str(noisy_dir)
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_corrupt_student_weights_are_one_clear_error(tmp_path, cache_dir, noisy_dir, cfg_evaluate, kind):
+    import shutil
+
+    from steper.errors import SteperError
+
+    student = tmp_path / "student"
+    if kind == "lora":
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(noisy_dir, local_files_only=True)
+        get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(student)
+        (student / "steper_export.json").write_text(json.dumps({"base_model": str(noisy_dir), "model": "tiny"}))
+        weights = student / "adapter_model.safetensors"
+    else:
+        shutil.copytree(noisy_dir, student)
+        weights = student / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 3])
+    with pytest.raises(SteperError, match=r"corrupt|truncated|cannot load the LoRA adapter"):
+        _evaluate_with(cfg_evaluate, tmp_path / "st", cache_dir, "target=student", f"target.path={student}",
+                       "limit=1", *TINY_OPTS)  # fmt: skip
