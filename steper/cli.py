@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from steper.errors import SteperError
@@ -73,6 +74,56 @@ def scrub_hydra_dumps() -> None:
             os.replace(tmp, path)
 
 
+def _leaf_paths(node: Any, prefix: str = "") -> set[str]:
+    if isinstance(node, dict) and node:
+        return set().union(*(_leaf_paths(v, f"{prefix}.{k}" if prefix else str(k)) for k, v in node.items()))
+    return {prefix}
+
+
+def check_added_keys(cfg: Any) -> None:
+    """`+key=value` adds a key the composed config did not have. A top-level key, or a section that
+    only the `+` overrides made, is read by no job (`+limitt=5`, `+target.max_new_tokens=0` on
+    generate_data): it would be silently ignored, so it is one error naming it, with the nearest
+    known key. Config groups (`+experiment=...`) and additions to an existing section
+    (`+callbacks.mine=...`) pass. No-op outside a Hydra job."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return
+        hc = HydraConfig.get()
+    except Exception:  # pragma: no cover - hydra internals
+        return
+    main = [s for s in hc.runtime.config_sources if s.provider == "main" and s.schema == "file"]
+    groups = {p.name for p in Path(main[0].path).iterdir() if p.is_dir()} if main else set()
+    added: dict[str, set[str]] = {}
+    for override in hc.overrides.task:
+        if override.startswith("+") and not override.startswith("++"):
+            key = override[1:].split("=", 1)[0]
+            added.setdefault(key.split(".")[0], set()).add(key)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for root, keys in added.items():
+        is_group = root in groups and keys == {root}  # `+experiment=demo` selects a group option
+        if is_group or root == "hydra" or root not in plain:
+            continue
+        made_by_plus = root in keys or _leaf_paths(plain[root], root) <= {
+            p for k in keys for p in _leaf_paths(OmegaConf.select(cfg, k), k)
+        }
+        if not made_by_plus:
+            continue  # an addition to a section the job has
+        known = sorted(k for k in plain if k not in added)
+        near = difflib.get_close_matches(root, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise SteperError(
+            f"`+{sorted(keys)[0]}=...` adds {root!r}, which {hc.job.config_name}.py does not read{hint}: it "
+            f"would be ignored. Its top-level keys and sections: {', '.join(known)}"
+        )
+
+
 def quiet_console() -> None:
     """Route warnings into logging and keep library chatter off the terminal (idempotent).
 
@@ -119,13 +170,23 @@ def friendly_errors(fn: F) -> F:
 
 
 def hydra_task(fn: F) -> F:
-    """A Hydra entry point's body: a quiet console (once Hydra set up logging) and friendly errors."""
-    inner = friendly_errors(fn)
+    """A Hydra entry point's body: credentials out of Hydra's dumps, a quiet console (once Hydra set
+    up logging), `+key` overrides the job would ignore refused, and friendly errors."""
+
+    @functools.wraps(fn)
+    def body(cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        check_added_keys(cfg)
+        return fn(cfg, *args, **kwargs)
+
+    inner = friendly_errors(body)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         scrub_hydra_dumps()
         quiet_console()
         return inner(*args, **kwargs)
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        return wrapper(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

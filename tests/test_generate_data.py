@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -339,3 +340,22 @@ def test_too_few_steps_for_the_hops_names_max_steps(tmp_path):
     assert len(err) == 1 and "within framework.max_steps=5" in err[0] and "filter=acc" not in err[0]
     ok = _run(tmp_path / "ideal", "dataset.hops=[5]", "limit=3")
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("+limitt=5", r"`\+limitt=\.\.\.` adds 'limitt', which generate_data\.py does not read \(did you mean limit\?\)"),
+        ("+target.max_new_tokens=0", r"adds 'target', which generate_data\.py does not read"),
+    ],
+)
+def test_plus_keys_the_job_would_ignore_are_refused(tmp_path, override, match):
+    r = _run(tmp_path, override, "limit=2")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    err = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and re.search(match, err[0]), r.stderr[-2000:]
+
+
+def test_plus_into_an_existing_section_is_kept(tmp_path):
+    r = _run(tmp_path, "+teacher.label=gold", "limit=2")  # a key the teacher section knows, added with +
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -638,14 +638,19 @@ def test_ctrl_c_during_training_says_where_it_stopped_and_how_to_resume(tmp_path
     cmd = [sys.executable, "train.py", *train_overrides(stepwise_dir, tiny_cache), f"paths.root_dir={tmp_path}",
            "training.max_epochs=-1", "trainer.max_steps=100000", "trainer.val_check_interval=2", "export=false",
            "logger=csv", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    # a job started in the background of a non-interactive shell inherits SIGINT ignored: a terminal's
+    # Ctrl-C reaches a foreground job, so the child gets the default disposition back
     proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / "checkpoints" / "last.ckpt").is_file():
         time.sleep(0.05)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never leave a 100000-step training behind
     assert proc.returncode == 2, err[-3000:]
     line = [x for x in err.splitlines() if x.startswith("error: ")]
     assert len(line) == 1 and "training interrupted at step" in line[0], err[-3000:]

@@ -268,7 +268,9 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, cache_dir):
 
     args = [sys.executable, str(REPO / "evaluate.py"), *_overrides(tmp_path, cache_dir, "target=oracle", "limit=40",
             "row_delay_s=0.1", "batch_size=1")]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a terminal's foreground job gets it (a background job of a script inherits SIGINT ignored)
+    proc = subprocess.Popen(args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     preds = tmp_path / "out" / "predictions.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and (not preds.is_file() or len(preds.read_text().splitlines()) < 3):
