@@ -682,3 +682,8 @@ def test_resume_with_another_model_shape_is_one_clear_error(make_cfg):
                      name="wider")  # fmt: skip
     with pytest.raises(SteperError, match=r"holds the weights of a model of another shape than model=tiny"):
         run_train(wider)
+
+
+def test_max_length_beyond_the_models_context_is_one_clear_error(make_cfg):
+    with pytest.raises(SteperError, match=r"training\.max_length=99999999999 is more than model=tiny's context window"):
+        run_train(make_cfg("training.max_length=99999999999"))

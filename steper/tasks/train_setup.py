@@ -52,6 +52,17 @@ def load_model(cfg: DictConfig, data_dir: Path):
     )
 
 
+def check_context(model: Any, max_length: int, name: str) -> None:
+    """training.max_length must fit the student's context window (longer examples cannot be trained)."""
+    config = getattr(getattr(model, "base_model", model), "config", None) or getattr(model, "config", None)
+    context = getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and max_length > context:
+        raise SteperError(
+            f"training.max_length={max_length} is more than model={name}'s context window of {context} tokens: "
+            f"set training.max_length={context} or less"
+        )
+
+
 def build_loggers(cfg: DictConfig, resume_id: str | None, ckpt_path: str | None = None) -> list:
     from steper.tasks.csv_history import keep_history
 
@@ -247,6 +258,7 @@ def build_training(cfg: DictConfig, ckpt_path: str | None) -> TrainingJob:
     check_task_counts(counts, weighting, cfg, dm.data_dir)
     log.info("step-wise examples: %s", counts)
     model, tokenizer = load_model(cfg, dm.data_dir)
+    check_context(model, int(cfg.training.max_length), str(cfg.model.name))
     dm.set_tokenizer(tokenizer)
     dm.setup("fit")
     module = build_module(cfg, model, weighting, tokenizer, dm)
