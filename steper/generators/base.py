@@ -102,6 +102,11 @@ class Generator(ABC):
         self.max_new_tokens = int(max_new_tokens)
         self.stop = stop_list(stop)
         self.temperature = float(temperature or 0.0)
+        if not self.temperature >= 0.0:  # NaN too
+            raise SteperError(
+                f"temperature must be at least 0 (0 = greedy), got {temperature}: set teacher.temperature=0 "
+                "(target.temperature for evaluate.py)"
+            )
         self.tokenizer = None  # set by backends that have one; used by render
         self.chat = False  # whether render uses the tokenizer's chat template
         self.stats: dict[str, Any] = {

@@ -164,3 +164,8 @@ def test_build_generator_validated_section_and_errors():
         build_generator({"name": "gpt"})
     with pytest.raises(SteperError, match="bogus"):
         build_generator({"name": "oracle", "bogus": 1})
+
+
+def test_negative_temperature_is_refused():
+    with pytest.raises(SteperError, match=r"temperature must be at least 0 \(0 = greedy\), got -1"):
+        build_generator({"name": "oracle", "temperature": -1})
