@@ -168,4 +168,4 @@ def test_build_generator_validated_section_and_errors():
 
 def test_negative_temperature_is_refused():
     with pytest.raises(SteperError, match=r"temperature must be at least 0 \(0 = greedy\), got -1"):
-        build_generator({"name": "oracle", "temperature": -1})
+        OracleGenerator(temperature=-1)  # every backend passes its temperature to the base
