@@ -47,6 +47,13 @@ def check_config(cfg: Any) -> Any:
     check_at_least("framework.max_steps", cfg.framework.max_steps, 1)
     check_at_least("framework.max_passages", cfg.framework.max_passages, 1)
     check_loop_settings(top_k=cfg.retriever.top_k, max_passages=cfg.framework.max_passages)
+    other = sorted(k for k, v in (cfg.get("logger") or {}).items() if v and k != "wandb")
+    if other:
+        # only train.py writes a training history; an evaluation's numbers are metrics.json
+        raise SteperError(
+            f"logger={other[0]} logs nothing in evaluate.py: it writes metrics.json and predictions.jsonl "
+            "itself and logs to W&B with logger=wandb; use logger=wandb or logger=none"
+        )
     if not 0.0 <= float(cfg.max_failure_rate) <= 1.0:
         raise SteperError(f"max_failure_rate must be in [0, 1], got {cfg.max_failure_rate}: set e.g. max_failure_rate=0.05")
     return cfg

@@ -342,3 +342,10 @@ def test_corrupt_student_weights_are_one_clear_error(tmp_path, cache_dir, noisy_
     with pytest.raises(SteperError, match=r"corrupt|truncated|cannot load the LoRA adapter"):
         _evaluate_with(cfg_evaluate, tmp_path / "st", cache_dir, "target=student", f"target.path={student}",
                        "limit=1", *TINY_OPTS)  # fmt: skip
+
+
+def test_a_logger_evaluate_does_not_write_is_refused(tmp_path, cache_dir):
+    args = [a for a in _overrides(tmp_path, cache_dir, "target=oracle", "limit=1") if a != "logger=none"]
+    r = subprocess.run([sys.executable, str(REPO / "evaluate.py"), *args, "logger=csv"], cwd=REPO, env=_env(),
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and "logger=csv logs nothing in evaluate.py" in r.stderr, r.stderr[-1000:]
