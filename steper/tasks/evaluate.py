@@ -47,8 +47,9 @@ def check_config(cfg: Any) -> Any:
     check_at_least("framework.max_steps", cfg.framework.max_steps, 1)
     check_at_least("framework.max_passages", cfg.framework.max_passages, 1)
     check_loop_settings(top_k=cfg.retriever.top_k, max_passages=cfg.framework.max_passages)
-    other = sorted(k for k, v in (cfg.get("logger") or {}).items() if v and k != "wandb")
-    if other:
+    loggers = {k for k, v in (cfg.get("logger") or {}).items() if v}
+    other = sorted(loggers - {"wandb"})
+    if other and "wandb" not in loggers:  # logger=wandb brings csv along for train.py: that is fine
         # only train.py writes a training history; an evaluation's numbers are metrics.json
         raise SteperError(
             f"logger={other[0]} logs nothing in evaluate.py: it writes metrics.json and predictions.jsonl "
