@@ -44,20 +44,23 @@ class _SecretFilter(logging.Filter):
         return True
 
 
+def hydra_config() -> Any:
+    """The running Hydra job's config (HydraConfig), None outside a Hydra job."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get() if HydraConfig.initialized() else None
+    except Exception:  # pragma: no cover - hydra internals
+        return None
+
+
 def scrub_hydra_dumps() -> None:
     """Mask credentials in the files Hydra wrote before the job started (`.hydra/config.yaml`,
     `hydra.yaml`, `overrides.yaml`, a sweep's `multirun.yaml`): a `user:password@` typed into a URL
     on the command line must not stay on disk. No-op outside a Hydra job."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return
-        hc = HydraConfig.get()
-    except Exception:  # pragma: no cover - hydra internals
+    hc = hydra_config()
+    if hc is None:
         return
-    from pathlib import Path
-
     files = []
     if hc.output_subdir is not None:
         files += sorted((Path(hc.runtime.output_dir) / str(hc.output_subdir)).glob("*.yaml"))
@@ -90,13 +93,8 @@ def check_added_keys(cfg: Any) -> None:
 
     from omegaconf import OmegaConf
 
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return
-        hc = HydraConfig.get()
-    except Exception:  # pragma: no cover - hydra internals
+    hc = hydra_config()
+    if hc is None:
         return
     main = [s for s in hc.runtime.config_sources if s.provider == "main" and s.schema == "file"]
     groups = {p.name for p in Path(main[0].path).iterdir() if p.is_dir()} if main else set()

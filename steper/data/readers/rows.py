@@ -141,7 +141,7 @@ def _json_lines_message(path: Path, fmt: str) -> str:
     )
     with open(path, encoding="utf-8") as f:
         first = json.loads(next(line for line in f if line.strip()))
-    guess = guess_format(first)
+    guess = row_layout(first)
     if guess is not None and guess != fmt:
         return head + f"Its rows look like the {FORMAT_LABELS[guess]} layout: set dataset.format={guess}."
     also = (
@@ -152,23 +152,6 @@ def _json_lines_message(path: Path, fmt: str) -> str:
         'python -c "import json, sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1]) if l.strip()]))" '
         f"{path} > {path.with_suffix('.json')}, and point the dataset config at the new file."
     )
-
-
-def guess_format(row: Any) -> str | None:
-    """The format whose row layout `row` has (by its keys), if one fits."""
-    if not isinstance(row, dict):
-        return None
-    if "question_id" in row and "question_text" in row:
-        return "ircot"
-    if "question_decomposition" in row or "paragraphs" in row:
-        return "musique"
-    if isinstance(row.get("context"), dict):
-        return "hotpot_hf"
-    if "evidences" in row:
-        return "2wiki"
-    if "_id" in row and isinstance(row.get("context"), list):
-        return "hotpot"
-    return None
 
 
 def rows_jsonl(path: Path, strict: bool, malformed: list) -> Iterator[tuple[str, Any]]:
@@ -186,7 +169,7 @@ def row_layout(row: Any) -> str | None:
     """The format whose layout a raw row has, by its keys (None when it has none of them)."""
     if not isinstance(row, dict):
         return None
-    if "question_id" in row and "contexts" in row:
+    if "question_id" in row and ("contexts" in row or "question_text" in row):
         return "ircot"
     if "question_decomposition" in row or "paragraphs" in row:
         return "musique"
