@@ -70,7 +70,8 @@ class Recording:
 
 
 def _steps(row: dict) -> list[str]:
-    return [s["generation"] for s in row["trace"]["steps"]]
+    # what the loop keeps of each step: the hf backend stops once that sentence is settled, vLLM runs on
+    return [s["sentence"] for s in row["trace"]["steps"]]
 
 
 def _rows(out: Path) -> list[dict]:

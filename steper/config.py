@@ -86,6 +86,10 @@ class GeneratorConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # prompts per forward pass; null = the job's batch_size (evaluate) or 8 (teacher)
     batch_size: int | None = None
+    # greedy: reuse the keys/values a question's prompt shares with its previous step's prompt
+    prompt_cache: bool = True
+    # greedy: end a generation once the loop's unit (IRCoT: the first sentence) is written for good
+    stop_at_unit: bool = True
     # a tokenizer other than the model's own; openai: a local tokenizer for chat rendering and
     # token-exact `fits`
     tokenizer: str | None = None
@@ -279,6 +283,8 @@ class TrainEvalConfig(EvalLoopOptions):
     val_limit: int = 20
     max_new_tokens: int = 64
     stop: list[str] = field(default_factory=lambda: ["\n"])
+    prompt_cache: bool = True
+    stop_at_unit: bool = True
 
 
 SCHEMAS: dict[str, type] = {

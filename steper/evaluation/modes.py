@@ -26,6 +26,9 @@ class ModeFramework(Framework):
     def unit(self, generation: str) -> str:
         return self.base.unit(generation)
 
+    def unit_settled(self, generation: str) -> bool:
+        return self.base.unit_settled(generation)
+
     def query(self, question: str, units: Sequence[str]) -> str | None:
         if self.mode == "noretrieval" or units:
             return None

@@ -18,7 +18,7 @@ TARGETS = ("student", "checkpoint", "hf", "openai", "oracle")
 EXPORT_META = "steper_export.json"
 ADAPTER_CONFIG = "adapter_config.json"
 # Generation options every generating target passes to its generator.
-GEN_KEYS = ("max_new_tokens", "stop", "temperature", "chat", "max_context")
+GEN_KEYS = ("max_new_tokens", "stop", "temperature", "chat", "max_context", "prompt_cache", "stop_at_unit")
 # Target settings that do not change the predictions (left out of the resume check).
 RUNTIME_KEYS = frozenset(
     {

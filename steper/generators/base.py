@@ -3,7 +3,9 @@
 The reasoning loop (docs/method.md §3) builds a `GenerationRequest` per open question and step, hands
 a batch of them to `Generator.generate`, and gets back one raw continuation per request (or
 `None` when that request failed after retries; the caller counts and decides). The loop keeps
-the first sentence of each continuation itself.
+the first sentence of each continuation itself; a request's `settled` (the framework's
+`unit_settled`) tells a generator that can stop mid-generation when that part is written for good
+(the hf backend does; the rest of the continuation would be thrown away).
 
 `Generator.render` is the exact text a model sees for a request: `prompts.render` with the
 backend's tokenizer and chat setting, so the training data (which renders through the same
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,9 @@ class GenerationRequest:
     step: int = 0  # 0-based index of the sentence to write
     passages: list[Paragraph] = field(default_factory=list)  # the accumulated passages in the prompt
     steps_left: int | None = None  # units the loop still allows, this one included (None: no limit known)
+    # settled(text): no continuation of `text` changes what the loop keeps of it, so generation may
+    # stop there (None: generate up to a stop string or max_new_tokens)
+    settled: Callable[[str], bool] | None = None
 
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:

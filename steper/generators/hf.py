@@ -10,7 +10,12 @@
 - Greedy (`temperature == 0`, and no logits processor in the model's generation config): a
   hand-written loop over the model's KV cache; otherwise (sampling, repetition penalty, …)
   `model.generate` (`steper.generators.hf_decoding`).
-- In both paths the decoded text is cut at the first stop string.
+- In both paths the decoded text is cut at the first stop string. The greedy path also ends a row
+  as soon as its request's `settled(text)` holds (the loop's unit is written for good), so the
+  tokens the loop would throw away are never generated (`stop_at_unit`, default on; off, the
+  traces keep each raw generation up to the stop string).
+- `prompt_cache` (greedy path, default on): a question's prompt reuses the keys and values of the
+  part it shares with that question's previous prompt (`steper.generators.hf_decoding.PromptCache`).
 - The chat template is used when the tokenizer has one (`chat: auto`), or forced on/off. Rendered
   chat text already holds the template's special tokens, so it is tokenised without adding any;
   plain text gets the tokenizer's usual ones (e.g. Llama's BOS). `encode` is that rule.
@@ -27,7 +32,7 @@ from typing import Any
 
 from steper.errors import SteperError
 from steper.generators.base import GenerationRequest, Generator, chat_setting, cut_at_stop, pick
-from steper.generators.hf_decoding import HFDecoding, _KVBuffer
+from steper.generators.hf_decoding import HFDecoding, PromptCache, _KVBuffer
 from steper.generators.hf_loading import (
     DTYPES,
     _looks_like_path,
@@ -52,7 +57,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GEN_OPTS = ("max_new_tokens", "stop", "temperature", "chat", "batch_size", "max_context")
+GEN_OPTS = (
+    "max_new_tokens", "stop", "temperature", "chat", "batch_size", "max_context", "prompt_cache", "stop_at_unit"
+)
 
 
 class HFGenerator(HFDecoding, Generator):
@@ -69,6 +76,8 @@ class HFGenerator(HFDecoding, Generator):
         chat: Any = "auto",
         batch_size: int = 8,
         max_context: int | None = None,
+        prompt_cache: bool = True,
+        stop_at_unit: bool = True,
         owns_model: bool = False,
     ):
         super().__init__(max_new_tokens=max_new_tokens, stop=stop, temperature=temperature)
@@ -85,6 +94,11 @@ class HFGenerator(HFDecoding, Generator):
         self._owns_model = owns_model
         self._stop_in_generate: bool | None = None if self.stop else False  # None = not tried yet
         self._fast: bool | None = None  # hand-written greedy decoding usable (None = not tried yet)
+        for key, value in (("prompt_cache", prompt_cache), ("stop_at_unit", stop_at_unit)):
+            if not isinstance(value, bool):
+                raise SteperError(f"{key} must be true or false, got {value!r}")
+        self.stop_at_unit = stop_at_unit
+        self._prompt_cache = PromptCache() if prompt_cache else None
         # transformers 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PeftModel
         forward_params = inspect.signature(type(base).forward).parameters
@@ -157,17 +171,20 @@ class HFGenerator(HFDecoding, Generator):
             return []
         t0 = time.perf_counter()
         ids = [self.encode(self.render(r.prompt, r.prefix)) for r in requests]
+        keys = [r.question.qid if r.question is not None else None for r in requests]
+        settled = [r.settled if self.stop_at_unit else None for r in requests]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         gc = self._generation_config()
         results: list[str | None] = [None] * len(requests)
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
         n_new = 0
+        reused_before = self._prompt_cache.reused_tokens if self._prompt_cache is not None else 0
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
                     chunk = order[start : start + self.batch_size]
-                    new = self._run([ids[i] for i in chunk], gc)
+                    new = self._run([ids[i] for i in chunk], gc, [keys[i] for i in chunk], [settled[i] for i in chunk])
                     for i, toks in zip(chunk, new):
                         n_new += len(toks)
                         text = self.tokenizer.decode(toks, skip_special_tokens=True)
@@ -175,10 +192,13 @@ class HFGenerator(HFDecoding, Generator):
         finally:
             if was_training:
                 self.model.train()
+            if self._prompt_cache is not None:
+                self._prompt_cache.retain(keys)
         self._count(
             requests=len(requests),
             prompt_tokens=sum(len(x) for x in ids),
             generated_tokens=n_new,
+            reused_prompt_tokens=(self._prompt_cache.reused_tokens - reused_before) if self._prompt_cache is not None else 0,
             seconds=time.perf_counter() - t0,
         )
         return results

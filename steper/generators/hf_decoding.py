@@ -6,6 +6,11 @@
   buffers (`_KVBuffer`), and the batch decodes one token per step with an attention mask and
   explicit position ids; a row ends at EOS, at the pad token, or as soon as its decoded text holds
   a stop string, and ended rows leave the batch.
+- Prompt reuse (`PromptCache`): the loop's prompt for a question's next step repeats the previous
+  step's passages before the new ones, so its tokens start with most of the previous prompt. The
+  keys and values of that common prefix are kept from the previous call and only the rest of the
+  prompt is prefilled (the same positions and causal attention, so the same computation up to
+  floating-point rounding; benchmarks/README.md measures how often a greedy token differs).
 - Otherwise (sampling, repetition penalty, …): `model.generate` on a left-padded batch, with
   `stop_strings` so generation ends early.
 """
@@ -87,6 +92,46 @@ class _KVBuffer:
         self._expose()
 
 
+class PromptCache:
+    """The prefilled keys and values of each question's latest prompt, for the question's next step.
+
+    Entries are keyed by question id and hold the prompt's token ids and its per-layer (keys,
+    values), shape [1, heads, tokens, head_dim], on the model's device. After each `generate` call
+    only the entries of the questions in that call are kept (`retain`): the loop asks for every
+    active question at each step, so a question missing from a call has finished, and the cache
+    never holds more than one call's prompts."""
+
+    # a shorter common prefix is not worth a second forward pass's overhead
+    MIN_REUSE = 16
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[list[int], list[tuple[Any, Any]]]] = {}
+        self.reused_tokens = 0
+
+    def lookup(self, key: str | None, ids: list[int]) -> tuple[int, list[tuple[Any, Any]]]:
+        """(n, layers): the first n tokens of `ids` are cached (n = 0: nothing to reuse). At least
+        the last token is always left to prefill: its logits start the generation."""
+        entry = self.entries.get(key) if key is not None else None
+        if entry is None:
+            return 0, []
+        old, layers = entry
+        limit = min(len(old), len(ids) - 1)
+        n = 0
+        while n < limit and old[n] == ids[n]:
+            n += 1
+        if n < self.MIN_REUSE:
+            return 0, []
+        return n, layers
+
+    def store(self, key: str | None, ids: list[int], cache: Any) -> None:
+        if key is not None:
+            self.entries[key] = (list(ids), [(layer.keys, layer.values) for layer in cache.layers])
+
+    def retain(self, keys: Any) -> None:
+        keep = set(keys)
+        self.entries = {k: v for k, v in self.entries.items() if k in keep}
+
+
 class HFDecoding:
     """The decoding half of `HFGenerator` (a mixin). It uses the generator's `model`, `tokenizer`,
     `max_new_tokens`, `temperature`, `stop`, `_eos_ids`, `_pad_id`, `_cache_kwarg`, and keeps
@@ -102,6 +147,7 @@ class HFDecoding:
     _cache_kwarg: str
     _fast: bool | None
     _stop_in_generate: bool | None
+    _prompt_cache: PromptCache | None
 
     def _generation_config(self):
         gc = copy.deepcopy(self.model.generation_config)
@@ -141,29 +187,44 @@ class HFDecoding:
                 mask[i, width - len(ids) :] = 1
         return input_ids, mask
 
-    def _run(self, batch_ids: list[list[int]], gc) -> list[list[int]]:
-        """Generate for one micro-batch; returns the new tokens of each row."""
+    def _run(
+        self, batch_ids: list[list[int]], gc, keys: list[str | None] | None = None, settled: list | None = None
+    ) -> list[list[int]]:
+        """Generate for one micro-batch; returns the new tokens of each row. `keys`: each row's
+        question id, for the prompt cache (None: no reuse); `settled`: each row's early-end test
+        (GenerationRequest.settled), greedy path only."""
         if self._fast is not False and self._plain_greedy(gc) and all(batch_ids):
-            rows = self._greedy(batch_ids)
+            none = [None] * len(batch_ids)
+            rows = self._greedy(batch_ids, keys or none, settled or none)
             if rows is not None:
                 return rows
         return self._run_generate(batch_ids, gc)
 
     # -- greedy by hand ----------------------------------------------------------------------------
-    def _prefill(self, batch_ids: list[list[int]]):
+    def _prefill(self, batch_ids: list[list[int]], keys: list[str | None]):
         """Each prompt alone, unpadded: (their caches, the batch's last-position logits), or None
         when the model's cache does not allow the hand-written loop.
 
         Row by row: a padded batch would need a full attention mask (no causal shortcut, attention
         over the padding), and prompt processing gains nothing from batching here (a prompt is
-        already hundreds of tokens wide). Decoding is where batching pays."""
+        already hundreds of tokens wide). Decoding is where batching pays. A prompt that starts
+        with its question's previous prompt (the prompt cache) prefills only what follows."""
         import torch
 
         caches, logits = [], []
-        for ids in batch_ids:
-            x = torch.tensor([ids], dtype=torch.long, device=self.model.device)
+        store = self._prompt_cache if self._fast else None  # the cache's type is known after one prompt
+        for ids, key in zip(batch_ids, keys):
+            reused, layers = store.lookup(key, ids) if store is not None else (0, [])
+            x = torch.tensor([ids[reused:]], dtype=torch.long, device=self.model.device)
+            extra = {}
+            if reused:
+                from transformers.cache_utils import DynamicCache
+
+                past = DynamicCache(ddp_cache_data=[(k[..., :reused, :], v[..., :reused, :]) for k, v in layers])
+                extra = {self._cache_kwarg: past}
+                store.reused_tokens += reused
             try:
-                out = self.model(input_ids=x, use_cache=True, logits_to_keep=1)
+                out = self.model(input_ids=x, use_cache=True, logits_to_keep=1, **extra)
             except TypeError as e:  # a model without logits_to_keep
                 log.info("hf generator: hand-written greedy decoding unavailable (%s); using generate()", e)
                 self._fast = False
@@ -177,16 +238,19 @@ class HFDecoding:
                 if not self._fast:
                     log.info("hf generator: %s is not a plain dynamic cache; using generate()", type(cache))
                     return None
+            if self._prompt_cache is not None:
+                self._prompt_cache.store(key, ids, cache)
             caches.append(cache)
             logits.append(out.logits[:, -1, :])
         return caches, torch.cat(logits)
 
-    def _take(self, tokens: list[int], active: list[int], rows: list[list[int]]) -> list[int]:
+    def _take(self, tokens: list[int], active: list[int], rows: list[list[int]], settled: list) -> list[int]:
         """Append each batch row's new token to its request's row; the batch rows that go on.
 
-        A row ends at EOS (kept), at the pad token (not kept), or as soon as its decoded text holds
+        A row ends at EOS (kept), at the pad token (not kept), as soon as its decoded text holds
         a stop string (checked on the text that is returned, so the cut is the same as after a
-        full-length run)."""
+        full-length run), or as soon as its `settled(text)` holds on that text cut at the stop
+        strings (what the loop keeps of it can no longer change)."""
         eos, keep, check = set(self._eos_ids), [], []
         for j, t in enumerate(tokens):
             r = active[j]
@@ -197,15 +261,25 @@ class HFDecoding:
                 continue
             rows[r].append(t)
             keep.append(j)
-            if self.stop:
+            if self.stop or settled[r] is not None:
                 check.append(j)
         if check:
             texts = self.tokenizer.batch_decode([rows[active[j]] for j in check], skip_special_tokens=True)
-            ended = {j for j, text in zip(check, texts) if any(s in text for s in self.stop)}
+            ended = {
+                j
+                for j, text in zip(check, texts)
+                if any(s in text for s in self.stop) or self._is_settled(settled[active[j]], text)
+            }
             keep = [j for j in keep if j not in ended]
         return keep
 
-    def _greedy(self, batch_ids: list[list[int]]) -> list[list[int]] | None:
+    @staticmethod
+    def _is_settled(settled: Any, text: str) -> bool:
+        # a character whose bytes span tokens decodes as U+FFFD until its last token arrives: decide
+        # on whole characters only (a partial "é" must not pass for a non-lowercase letter)
+        return settled is not None and bool(settled(text.rstrip("\ufffd")))
+
+    def _greedy(self, batch_ids: list[list[int]], keys: list[str | None], settled: list) -> list[list[int]] | None:
         """Greedy decoding by hand with the model's KV cache (None: the model's cache does not allow it).
 
         What `generate` does for greedy search, minus its per-token machinery: one forward over the
@@ -215,7 +289,7 @@ class HFDecoding:
         """
         import torch
 
-        first_pass = self._prefill(batch_ids)
+        first_pass = self._prefill(batch_ids, keys)
         if first_pass is None:
             return None
         caches, logits = first_pass
@@ -232,7 +306,7 @@ class HFDecoding:
         active = list(range(len(batch_ids)))  # request row of each batch row
         for step in range(self.max_new_tokens):
             nxt = logits.argmax(-1)
-            keep = self._take(nxt.tolist(), active, rows)
+            keep = self._take(nxt.tolist(), active, rows, settled)
             if not keep or step == self.max_new_tokens - 1:
                 break
             if len(keep) < len(active):

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from steper.reasoning.sentences import (
     answer_of,
     first_sentence,
+    first_sentence_settled,
     is_answer_sentence,
     is_reasoning_sentence,
     strip_wh_words,
@@ -23,6 +24,10 @@ class Framework:
     def unit(self, generation: str) -> str:
         """The part of a generation kept as this step's reasoning."""
         return first_sentence(generation)
+
+    def unit_settled(self, generation: str) -> bool:
+        """Whether no continuation of `generation` can change its `unit`: the generator may stop."""
+        return first_sentence_settled(generation)
 
     def query(self, question: str, units: Sequence[str]) -> str | None:
         """The retrieval query before the next step, None for no retrieval."""

@@ -212,7 +212,7 @@ class _Step:
             self.starved.add(st.index)
         req = GenerationRequest(
             prompt=prompt, prefix=prefix, question=st.question, step=len(st.units), passages=shown,
-            steps_left=self.max_steps - len(st.units),
+            steps_left=self.max_steps - len(st.units), settled=self.fw.unit_settled,
         )
         rec = TraceStep(
             step=len(st.units) + 1,

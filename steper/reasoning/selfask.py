@@ -47,6 +47,11 @@ class SelfAsk(Framework):
         m = _NEXT_MARKER.search(text, 1)
         return text[: m.start()].strip() if m else text
 
+    def unit_settled(self, generation: str) -> bool:
+        """A line break, or a next marker already written in full, ends the unit for good."""
+        text = generation.lstrip()
+        return "\n" in text or _NEXT_MARKER.search(text, 1) is not None
+
     def query(self, question: str, units: Sequence[str]) -> str | None:
         if not units:
             return question

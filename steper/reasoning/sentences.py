@@ -66,19 +66,47 @@ _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)")
 _INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
 
 
+def _ends_with_abbreviation(head: str) -> bool:
+    """Whether `head` ends with a period after an abbreviation or an initials ("Dr.", "U.S.", "J.")."""
+    punct = head.rstrip("\"'”’)]")
+    if not punct.endswith(".") or punct.endswith(".."):
+        return False  # "!", "?" or an ellipsis
+    word = punct.rsplit(None, 1)[-1][:-1]  # the token before the period, without it
+    word = word.lstrip("\"'“‘([")
+    return word.lower() in _ABBREVIATIONS or bool(_INITIALS.fullmatch(word))
+
+
 def _is_boundary(head: str, rest: str) -> bool:
     """Whether the punctuation that ends `head` ends a sentence, `rest` being the text after it."""
     if not rest or rest[0].islower():
         return False  # "approx. one", "e.g. the"
-    punct = head.rstrip("\"'”’)]")
-    if not punct.endswith(".") or punct.endswith(".."):
-        return True  # "!", "?" or an ellipsis
-    word = punct.rsplit(None, 1)[-1][:-1]  # the token before the period, without it
-    word = word.lstrip("\"'“‘([")
-    if word.lower() in _ABBREVIATIONS or _INITIALS.fullmatch(word):  # "Dr.", "Jr.", "U.S.", "J."
+    if _ends_with_abbreviation(head):
         next_word = rest.split(None, 1)[0].strip(_PUNCT).lower()
         return next_word in _CONNECTIVES
     return True
+
+
+_WHOLE_WORD = re.compile(r"\S+\s")
+
+
+def first_sentence_settled(text: str) -> bool:
+    """Whether `first_sentence(text + more)` equals `first_sentence(text)` whatever `more` is, so a
+    generation may stop here: the text has a line break after its first non-blank character, or a
+    sentence end whose decision is already made (the next non-blank character is there, and after
+    an abbreviation the whole next word), and every sentence end before it was already rejected
+    for good."""
+    t = text.lstrip()
+    if "\n" in t:
+        return True
+    for m in _SENTENCE_END.finditer(t):
+        head, rest = t[: m.end()], t[m.end() :].lstrip()
+        if not rest:
+            return False  # the next character decides
+        if _ends_with_abbreviation(head) and not rest[0].islower() and not _WHOLE_WORD.match(rest):
+            return False  # the next word, still being written, decides
+        if _is_boundary(head, rest):
+            return True
+    return False
 
 
 def first_sentence(text: str) -> str:

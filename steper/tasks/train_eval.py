@@ -4,6 +4,8 @@ with the in-memory model (docs/method.md §6)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,13 @@ log = logging.getLogger(__name__)
 def generation_options(cfg: DictConfig) -> dict[str, Any]:
     """How the student generates when train.py evaluates it (`eval.*`), as evaluate.py would."""
     ev = cfg.eval
-    return {"max_new_tokens": int(ev.max_new_tokens), "stop": list(ev.stop), "batch_size": int(ev.batch_size)}
+    return {
+        "max_new_tokens": int(ev.max_new_tokens),
+        "stop": list(ev.stop),
+        "batch_size": int(ev.batch_size),
+        "prompt_cache": bool(ev.get("prompt_cache", True)),
+        "stop_at_unit": bool(ev.get("stop_at_unit", True)),
+    }
 
 
 def loop_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -28,6 +36,27 @@ def loop_settings(cfg: DictConfig) -> dict[str, Any]:
         "max_passages": int(cfg.framework.max_passages),
         "batch_size": int(cfg.eval.batch_size),
     }
+
+
+@contextmanager
+def lora_merged(model: Any) -> Iterator[Any]:
+    """A LoRA PeftModel with its adapter merged into the base weights while the block runs, then
+    unmerged; any other model as it is.
+
+    A merged adapter is one matmul per linear layer instead of three, which makes the final
+    evaluation ~1.3x faster (benchmarks/README.md), and it is what evaluate.py target=student
+    evaluates (its `merge: true`), so both paths score the same weights. Unmerging subtracts the
+    same delta, which restores the base weights up to float rounding: only the final evaluation,
+    after the export, merges; validation during training leaves the weights alone."""
+    merge = getattr(model, "merge_adapter", None)
+    if merge is None or getattr(model, "peft_type", None) is None:
+        yield model
+        return
+    merge()
+    try:
+        yield model
+    finally:
+        model.unmerge_adapter()
 
 
 class ValidationAnswers:
@@ -102,19 +131,20 @@ def evaluate_student(
     log.info("evaluating the student on %d %s questions of %s", len(questions), ev.split, cfg.dataset.name)
     try:
         retriever = load_retriever(cfg.dataset, cfg.retriever, cfg.paths.cache_dir)
-        result = evaluate_generator(
-            questions,
-            retriever,
-            generator,
-            out_dir=out_dir,
-            progress=bool(ev.progress),
-            **loop_settings(cfg),
-            run_key={
-                "dataset": cfg.dataset.name,
-                "split": ev.split,
-                "retriever": retriever_params(cfg.retriever),
-            }
-        )
+        with lora_merged(generator.model):
+            result = evaluate_generator(
+                questions,
+                retriever,
+                generator,
+                out_dir=out_dir,
+                progress=bool(ev.progress),
+                **loop_settings(cfg),
+                run_key={
+                    "dataset": cfg.dataset.name,
+                    "split": ev.split,
+                    "retriever": retriever_params(cfg.retriever),
+                }
+            )
     finally:
         generator.close()
     print_report(result, title=f"{cfg.dataset.name} {ev.split} · student · {cfg.framework.name}/{ev.mode}")

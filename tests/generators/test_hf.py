@@ -155,3 +155,82 @@ def test_hand_written_greedy_matches_generate(tiny):
             assert gen._fast is fast
     assert outs[True, 1] == outs[True, 5] == outs[False, 1] == outs[False, 5]
     assert any(o != f for o, f in zip(outs[True, 5], free))  # some rows did stop early
+
+
+def _step_requests(n_passages: int, prefix: str) -> list[GenerationRequest]:
+    """Two questions' requests at one loop step: the passages so far, then the question."""
+    from steper.data.schema import Paragraph, Question
+
+    out = []
+    for qid, name in (("q1", "Zorvak Telu"), ("q2", "Mirel Okana")):
+        passages = [
+            Paragraph(f"{name} {i}", f"{name} {i} was made in {1990 + i} by Irva Dole.") for i in range(n_passages)
+        ]
+        q = Question(qid=qid, question=f"Who made {name}?", answer="Irva Dole")
+        out.append(GenerationRequest(prompts.build_prompt(q.question, passages), prefix, question=q))
+    return out
+
+
+def test_prompt_cache_reuses_the_previous_step_and_changes_nothing(tiny):
+    """A question's next prompt starts with its previous one (passages accumulate before the question):
+    the cached keys/values of that common prefix are reused, the outputs stay those of a full prefill,
+    and only the questions of the last call stay cached."""
+    model, tok = tiny
+    steps = [_step_requests(2, ""), _step_requests(4, "So the"), _step_requests(6, "So the film")]
+    cold = HFGenerator.from_pretrained_objects(model, tok, prompt_cache=False, stop=[], max_new_tokens=10)
+    warm = HFGenerator.from_pretrained_objects(model, tok, stop=[], max_new_tokens=10, batch_size=1)
+    for requests in steps:
+        assert warm.generate(requests) == cold.generate(requests)
+    assert cold.stats["reused_prompt_tokens"] == 0
+    # each of steps 2 and 3 reuses exactly the tokens its prompt shares with the question's previous one
+    ids = [[cold.encode(cold.render(r.prompt, r.prefix)) for r in requests] for requests in steps]
+
+    def common(a: list[int], b: list[int]) -> int:
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    expected = sum(common(ids[k][q], ids[k + 1][q]) for k in range(2) for q in range(2))
+    assert expected >= 4 * 30  # the passages so far: most of each prompt
+    assert warm.stats["reused_prompt_tokens"] == expected
+    assert set(warm._prompt_cache.entries) == {"q1", "q2"}
+    warm.generate(steps[0][:1])  # q2 finished: only q1 is kept
+    assert set(warm._prompt_cache.entries) == {"q1"}
+
+
+def test_prompt_cache_ignores_a_changed_prompt(tiny):
+    """A prompt that shares only its first tokens with the question's previous one (passages cut to fit)
+    reuses nothing below the minimum; requests without a question are never cached."""
+    model, tok = tiny
+    gen = HFGenerator.from_pretrained_objects(model, tok, stop=[], max_new_tokens=4)
+    first = _step_requests(2, "")
+    gen.generate(first)
+    from steper.data.schema import Question
+
+    other = [GenerationRequest("Q: something else entirely", question=Question(qid="q1", question="?", answer="x"))]
+    gen.generate(other + [GenerationRequest("no question")])
+    assert gen.stats["reused_prompt_tokens"] == 0
+    assert set(gen._prompt_cache.entries) == {"q1"}
+    with pytest.raises(SteperError, match="prompt_cache"):
+        HFGenerator.from_pretrained_objects(model, tok, prompt_cache="yes")
+
+
+def test_a_row_ends_as_soon_as_its_request_is_settled(tiny):
+    """`GenerationRequest.settled` ends a row early: its text is the full run's text cut where the test
+    first held, the other rows are untouched, and fewer tokens are generated."""
+    from dataclasses import replace
+
+    model, tok = tiny
+    gen = HFGenerator.from_pretrained_objects(model, tok, stop=[], max_new_tokens=16, batch_size=3)
+    full = gen.generate(REQUESTS)
+    n_full = gen.stats["generated_tokens"]
+
+    def after(n: int):
+        return lambda text: len(text) >= n
+
+    early = [replace(r, settled=after(8)) if i % 2 == 0 else r for i, r in enumerate(REQUESTS)]
+    got = gen.generate(early)
+    for i, (a, b) in enumerate(zip(full, got)):
+        if i % 2:
+            assert b == a
+        else:
+            assert a.startswith(b) and len(b) >= 8 and len(b) < len(a)
+    assert gen.stats["generated_tokens"] - n_full < n_full
