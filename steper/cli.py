@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra.experimental.callback import Callback
+
 from steper.errors import SteperError
 from steper.secrets import scrub_text
 
@@ -184,7 +186,46 @@ def hydra_task(fn: F) -> F:
         quiet_console()
         return inner(*args, **kwargs)
 
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        return wrapper(*args, **kwargs)
-
     return wrapper  # type: ignore[return-value]
+
+
+def _not_a_folder(path: Path) -> Path | None:
+    """The first existing part of `path` (itself or a parent) that is not a folder, if any."""
+    for part in [path, *path.parents]:
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
+
+
+class OutputFolderCheck(Callback):
+    """Hydra callback (conf/hydra/default.yaml): before Hydra creates the job's folder, a run or
+    sweep folder that is, or lies under, a file is one `error:` line naming the setting that put it
+    there (hydra.run.dir / hydra.sweep.dir, or STEPER_ROOT through paths.root_dir), not Hydra's
+    FileExistsError traceback."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(config, "run")
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(config, "sweep")
+
+    @staticmethod
+    def _check(config: Any, kind: str) -> None:
+        try:
+            folder = Path(str(config.hydra[kind].dir))
+            root = Path(str(config.paths.root_dir))
+        except Exception:  # noqa: BLE001  an interpolation Hydra resolves only later: Hydra's own checks apply
+            return
+        bad = _not_a_folder(folder)
+        if bad is None:
+            return
+        if bad == root or bad in root.parents:
+            where = (
+                f"STEPER_ROOT={os.environ['STEPER_ROOT']}" if os.environ.get("STEPER_ROOT") else f"paths.root_dir={root}"
+            )
+            fix = "point STEPER_ROOT (or paths.root_dir=...) at a folder"
+        else:
+            where, fix = f"hydra.{kind}.dir={folder}", f"set hydra.{kind}.dir=<a folder> (or remove {bad})"
+        message = f"{where}: {bad} is a file, not a folder, so the job's outputs cannot go to {folder}: {fix}"
+        print(f"error: {scrub_text(message)}", file=sys.stderr)
+        sys.exit(2)

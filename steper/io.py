@@ -65,6 +65,8 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise SteperError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise SteperError(f"{path}: not UTF-8 text (byte {e.start}): the file is damaged") from None
 
 
 def iter_jsonl(path: str | os.PathLike, *, strict: bool = True, skipped: list | None = None) -> Iterator[tuple[int, dict]]:

@@ -82,7 +82,18 @@ class ResumableRows:
 
     def _check_key(self) -> None:
         if self.existing and self.key_path.is_file():
-            old = read_json(self.key_path)
+            try:
+                old = read_json(self.key_path)
+            except SteperError as e:
+                old = e
+            if not isinstance(old, dict):
+                why = str(old) if isinstance(old, SteperError) else f"{self.key_path}: not a JSON object"
+                raise SteperError(
+                    f"{why}. It records the settings the {self.what} in {self.out_dir} were made with, so they "
+                    f"cannot be resumed safely: delete that folder to start over (or choose another out_dir=...), "
+                    f"or, if you know the {self.what} were made with these settings, delete only {self.key_path} "
+                    "and rerun (it is written again)"
+                )
             if old != self.key:
                 diff = sorted(k for k in set(old) | set(self.key) if old.get(k) != self.key.get(k))
                 raise SteperError(

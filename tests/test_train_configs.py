@@ -313,6 +313,23 @@ def test_cli_unknown_option_message():
     assert "Available options" in r.stderr and "adaptive" in r.stderr and "uniform" in r.stderr
 
 
+def test_an_output_folder_under_a_file_is_one_clear_error(tmp_path):
+    """hydra.run.dir / hydra.sweep.dir / STEPER_ROOT naming a file: one line naming the setting, exit 2,
+    nothing created (was Hydra's FileExistsError / NotADirectoryError traceback)."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    r = _run_cli("model=tiny", f"hydra.run.dir={afile}/run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"error: hydra.run.dir={afile}/run: {afile} is a file, not a folder" in r.stderr
+    r = _run_cli("-m", "model=tiny", "weighting=uniform,adaptive", f"hydra.sweep.dir={afile}")
+    assert r.returncode == 2 and f"error: hydra.sweep.dir={afile}: {afile} is a file" in r.stderr, r.stderr
+    env = {**os.environ, "STEPER_ROOT": str(afile)}
+    r = subprocess.run([sys.executable, "train.py", "model=tiny"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 2 and f"error: STEPER_ROOT={afile}: {afile} is a file" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 # --------------------------------------------------------------------------- W&B and DDP helpers
 
 

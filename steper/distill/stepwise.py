@@ -215,7 +215,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of one step-wise JSONL file, checked; errors name file and line."""
     if not path.is_file():
         raise SteperError(f"step-wise data file {path} not found: {HOW_TO_MAKE}")
-    rows = [check_row(row, f"{path}:{lineno}") for lineno, row in iter_jsonl(path)]
+    try:
+        lines = list(iter_jsonl(path))
+    except SteperError as e:
+        # a torn or edited file: the step-wise files are outputs of generate_data.py, which writes them again
+        raise SteperError(f"{e}: the file is damaged; {HOW_TO_MAKE} into a new out_dir") from None
+    rows = [check_row(row, f"{path}:{lineno}") for lineno, row in lines]
     if not rows:
         raise SteperError(f"step-wise data file {path} is empty: {HOW_TO_MAKE}")
     return rows

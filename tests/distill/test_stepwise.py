@@ -221,6 +221,16 @@ def test_a_file_of_the_old_layout_says_rerun_generate_data(tmp_path):
     )
 
 
+def test_a_torn_file_names_the_line_and_the_fix(tmp_path):
+    ex, _ = build_stepwise([make_trace(3, "a")])
+    write_jsonl(tmp_path / "train.jsonl", ex)
+    text = (tmp_path / "train.jsonl").read_text()
+    (tmp_path / "train.jsonl").write_text(text[: len(text) - 40])  # a killed copy: the last line cut
+    n = len(ex)
+    with pytest.raises(SteperError, match=rf"train\.jsonl:{n}: malformed JSON line .*damaged; make it with `python generate_data"):
+        read_rows(tmp_path / "train.jsonl")
+
+
 DROP = object()  # the field is left out
 
 
