@@ -4,6 +4,7 @@ weights strictly; LoRA adapters rebuilt from the run's settings and merged)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,24 @@ def _lora_config(opts: dict[str, Any], run_dir: Path, run_cfg: dict[str, Any]) -
     )
 
 
+def _recorded_base(meta: dict, run_cfg: dict, run_dir: Path) -> tuple[str, str] | None:
+    """The base model the run says it trained from, and where it says so (None: it does not say)."""
+    if meta.get("base_model"):
+        return str(meta["base_model"]), str(run_dir / "student" / base.EXPORT_META)
+    model = run_cfg.get("model")
+    name = model.get("name_or_path") if isinstance(model, dict) else None
+    if name and name != "tiny" and "${" not in str(name):
+        return str(name), str(run_dir / ".hydra" / "config.yaml")
+    return None
+
+
+def _same_model(a: str, b: str) -> bool:
+    pa, pb = Path(os.path.expanduser(a)), Path(os.path.expanduser(b))
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve()
+    return a == b
+
+
 def load_checkpoint(opts: dict[str, Any], batch_size: int) -> base.Target:
     """A Lightning checkpoint of train.py on its base model (full fine-tuning or LoRA)."""
     ckpt = base._expand(
@@ -137,22 +156,23 @@ def load_checkpoint(opts: dict[str, Any], batch_size: int) -> base.Target:
     meta = base.read_export_meta(run_dir / "student")
 
     base_ref, where = opts.get("base_model"), "target.base_model"
-    if not base_ref and meta.get("base_model"):
-        base_ref, where = meta["base_model"], str(run_dir / "student" / base.EXPORT_META)
-    if not base_ref:
-        name = (
-            (run_cfg.get("model") or {}).get("name_or_path")
-            if isinstance(run_cfg.get("model"), dict)
-            else None
-        )
-        if name and name != "tiny" and "${" not in str(name):
-            base_ref, where = name, str(run_dir / ".hydra" / "config.yaml")
+    recorded = _recorded_base(meta, run_cfg, run_dir)
+    if not base_ref and recorded is not None:
+        base_ref, where = recorded
     if not base_ref:
         raise SteperError(
             f"target=checkpoint needs target.base_model: the model {ckpt.name} was trained from "
             "(an HF id or local directory; for model=tiny the folder under <paths.cache_dir>/tiny/)"
         )
     base_src = base._resolve_base(str(base_ref), where)
+    if opts.get("base_model") and recorded is not None and not _same_model(recorded[0], base_src):
+        # the checkpoint holds weights trained on the recorded base: another base (or its tokenizer) is
+        # another experiment, allowed on purpose, never silently
+        log.warning(
+            "target.base_model=%s is not the base this run was trained from (%s, recorded in %s): the "
+            "checkpoint's weights are evaluated on %s; the run card records both",
+            opts["base_model"], recorded[0], recorded[1], base_src,
+        )  # fmt: skip
     model, base_tok = base.load_model(base_src, dtype=opts.get("dtype", "auto"), device=opts.get("device", "auto"))
     tokenizer, tok_src = base._tokenizer_for(opts, base_src, base_tok)
     base.check_vocab(model, tokenizer, base_src, tok_src)
@@ -164,6 +184,8 @@ def load_checkpoint(opts: dict[str, Any], batch_size: int) -> base.Target:
         "base_model": base_src,
         "adapter": lora,
     }
+    if recorded is not None:
+        info["recorded_base_model"] = recorded[0]
     if lora:
         from steper.distill.models import apply_lora
 

@@ -417,3 +417,29 @@ def test_prediction_row_holds_the_trace(toy_questions, retriever, tmp_path):
     assert row["seconds"] == pytest.approx(row["retrieval_s"] + row["generation_s"])
     assert [s["retrieved_titles"] for s in row["trace"]["steps"]][0]
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_checkpoint_on_another_base_than_its_run_recorded_warns_and_records_both(noisy_dir, tmp_path, caplog):
+    """target.base_model naming another base than the run's own (e.g. one with another tokenizer) is
+    allowed, with a warning, and the card records both (it was accepted silently)."""
+    import logging
+
+    from steper.evaluation.targets import build_target
+
+    model, _ = _load(noisy_dir)
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 1}, ckpt)
+    (run / "student").mkdir()
+    (run / "student" / "steper_export.json").write_text(json.dumps({"base_model": str(noisy_dir)}))
+    other = shutil.copytree(noisy_dir, tmp_path / "other-base")
+    opts = {"name": "checkpoint", "ckpt_path": str(ckpt), "dtype": "float32"}
+    with caplog.at_level(logging.WARNING, logger="steper.evaluation"):
+        own = build_target(opts)  # the recorded base: no warning
+        assert not [r for r in caplog.records if "is not the base" in r.getMessage()]
+        moved = build_target({**opts, "base_model": str(other)})
+    assert own.info["base_model"] == own.info["recorded_base_model"] == str(noisy_dir)
+    assert moved.info["base_model"] == str(other) and moved.info["recorded_base_model"] == str(noisy_dir)
+    (warning,) = [r.getMessage() for r in caplog.records if "is not the base" in r.getMessage()]
+    assert f"target.base_model={other}" in warning and str(noisy_dir) in warning
