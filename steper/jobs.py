@@ -84,12 +84,12 @@ class ResumableRows:
         if self.existing and self.key_path.is_file():
             try:
                 old = read_json(self.key_path)
+                damaged = None if isinstance(old, dict) else f"{self.key_path}: not a JSON object"
             except SteperError as e:
-                old = e
-            if not isinstance(old, dict):
-                why = str(old) if isinstance(old, SteperError) else f"{self.key_path}: not a JSON object"
+                damaged = str(e)
+            if damaged:
                 raise SteperError(
-                    f"{why}. It records the settings the {self.what} in {self.out_dir} were made with, so they "
+                    f"{damaged}. It records the settings the {self.what} in {self.out_dir} were made with, so they "
                     f"cannot be resumed safely: delete that folder to start over (or choose another out_dir=...), "
                     f"or, if you know the {self.what} were made with these settings, delete only {self.key_path} "
                     "and rerun (it is written again)"

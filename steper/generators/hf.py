@@ -179,7 +179,6 @@ class HFGenerator(HFDecoding, Generator):
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
         n_new = 0
-        reused_before = self._prompt_cache.reused_tokens if self._prompt_cache is not None else 0
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
@@ -198,7 +197,7 @@ class HFGenerator(HFDecoding, Generator):
             requests=len(requests),
             prompt_tokens=sum(len(x) for x in ids),
             generated_tokens=n_new,
-            reused_prompt_tokens=(self._prompt_cache.reused_tokens - reused_before) if self._prompt_cache is not None else 0,
+            reused_prompt_tokens=self._prompt_cache.take_reused() if self._prompt_cache is not None else 0,
             seconds=time.perf_counter() - t0,
         )
         return results

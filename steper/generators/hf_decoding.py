@@ -121,11 +121,17 @@ class PromptCache:
             n += 1
         if n < self.MIN_REUSE:
             return 0, []
+        self.reused_tokens += n
         return n, layers
 
     def store(self, key: str | None, ids: list[int], cache: Any) -> None:
         if key is not None:
             self.entries[key] = (list(ids), [(layer.keys, layer.values) for layer in cache.layers])
+
+    def take_reused(self) -> int:
+        """Prompt tokens reused since the last call (for the generator's stats)."""
+        n, self.reused_tokens = self.reused_tokens, 0
+        return n
 
     def retain(self, keys: Any) -> None:
         keep = set(keys)
@@ -212,9 +218,10 @@ class HFDecoding:
         import torch
 
         caches, logits = [], []
-        store = self._prompt_cache if self._fast else None  # the cache's type is known after one prompt
+        store = self._prompt_cache
         for ids, key in zip(batch_ids, keys):
-            reused, layers = store.lookup(key, ids) if store is not None else (0, [])
+            # reuse needs a plain dynamic cache, known after the first prompt
+            reused, layers = store.lookup(key, ids) if store is not None and self._fast else (0, [])
             x = torch.tensor([ids[reused:]], dtype=torch.long, device=self.model.device)
             extra = {}
             if reused:
@@ -222,7 +229,6 @@ class HFDecoding:
 
                 past = DynamicCache(ddp_cache_data=[(k[..., :reused, :], v[..., :reused, :]) for k, v in layers])
                 extra = {self._cache_kwarg: past}
-                store.reused_tokens += reused
             try:
                 out = self.model(input_ids=x, use_cache=True, logits_to_keep=1, **extra)
             except TypeError as e:  # a model without logits_to_keep
@@ -238,8 +244,8 @@ class HFDecoding:
                 if not self._fast:
                     log.info("hf generator: %s is not a plain dynamic cache; using generate()", type(cache))
                     return None
-            if self._prompt_cache is not None:
-                self._prompt_cache.store(key, ids, cache)
+            if store is not None:
+                store.store(key, ids, cache)
             caches.append(cache)
             logits.append(out.logits[:, -1, :])
         return caches, torch.cat(logits)
